@@ -1,0 +1,164 @@
+"""The domain's ports on the Django ORM: repositories, the unit of work, and the outbox envelope."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from django.db import IntegrityError, transaction
+from rest_framework.fields import DateTimeField
+
+from chats import models
+from chats.serializers import ChatSerializer, MessageSerializer
+from messaging_domain.entities import Chat, Message
+from messaging_domain.events import ChatDeletedEvent, Event, NewChatCreatedEvent, NewMessageReceivedEvent
+from messaging_domain.exceptions import ChatTitleTaken, IdempotencyKeyReused
+from messaging_domain.ports import ChatRepository, MessageRepository, UnitOfWork
+from messaging_domain.values import Participant, Text, Title
+
+
+def participant_of(user: Any) -> Participant:
+    return Participant(id=user.pk, username=user.get_username(), is_staff=user.is_staff)
+
+
+def chat_from_row(row: models.Chat) -> Chat:
+    return Chat(
+        id=row.id,
+        title=Title(row.title),
+        owner=participant_of(row.owner),
+        created_at=row.created_at,
+        last_seq=row.last_seq,
+    )
+
+
+def message_from_row(row: models.Message) -> Message:
+    return Message(
+        id=row.id,
+        chat_id=row.chat_id,
+        seq=row.seq,
+        text=Text(row.text),
+        author=participant_of(row.author),
+        created_at=row.created_at,
+        idempotency_key=row.idempotency_key,
+    )
+
+
+class DjangoChatRepository(ChatRepository):
+    def title_taken(self, title: Title) -> bool:
+        return models.Chat.objects.filter(title_key=title.key).exists()
+
+    def _add(self, chat: Chat) -> None:
+        try:
+            # A savepoint: losing the race for a title to a concurrent create must not poison the
+            # surrounding transaction, and the loser gets the same answer as a sequential duplicate.
+            with transaction.atomic():
+                models.Chat.objects.create(
+                    id=chat.id,
+                    title=chat.title.value,
+                    title_key=chat.title.key,
+                    owner_id=chat.owner.id,
+                    created_at=chat.created_at,
+                    last_seq=chat.last_seq,
+                )
+        except IntegrityError as error:
+            raise ChatTitleTaken(f"A chat titled {chat.title.value!r} already exists.") from error
+
+    def _get_for_update(self, chat_id: UUID) -> Chat | None:
+        # The row lock serializes writers of one chat until commit: seq order is commit order.
+        # of=("self",) keeps the owner's user row unlocked.
+        row = (
+            models.Chat.objects.select_for_update(of=("self",))
+            .select_related("owner")
+            .filter(pk=chat_id)
+            .first()
+        )
+        return None if row is None else chat_from_row(row)
+
+    def save(self, chat: Chat) -> None:
+        models.Chat.objects.filter(pk=chat.id).update(last_seq=chat.last_seq)
+
+    def remove(self, chat: Chat) -> None:
+        models.Chat.objects.filter(pk=chat.id).delete()
+
+
+class DjangoMessageRepository(MessageRepository):
+    def add(self, message: Message) -> None:
+        row = models.Message(
+            id=message.id,
+            chat_id=message.chat_id,
+            seq=message.seq,
+            text=message.text.value,
+            author_id=message.author.id,
+            created_at=message.created_at,
+            idempotency_key=message.idempotency_key,
+        )
+        if message.idempotency_key is None:
+            row.save(force_insert=True)
+            return
+        try:
+            # The chat lock does not cover one key used on two chats at once; the unique index does.
+            with transaction.atomic():
+                row.save(force_insert=True)
+        except IntegrityError as error:
+            raise IdempotencyKeyReused(
+                "This Idempotency-Key was already used for a different message."
+            ) from error
+
+    def get_by_idempotency_key(self, author: Participant, key: str) -> Message | None:
+        row = (
+            models.Message.objects.select_related("author")
+            .filter(author_id=author.id, idempotency_key=key)
+            .first()
+        )
+        return None if row is None else message_from_row(row)
+
+
+_iso = DateTimeField().to_representation
+
+_PAYLOADS = {
+    NewChatCreatedEvent: lambda event: ChatSerializer(event.chat).data,
+    NewMessageReceivedEvent: lambda event: MessageSerializer(event.message).data,
+    ChatDeletedEvent: lambda event: ChatSerializer(event.chat).data,
+}
+
+
+def envelope(event: Event) -> dict[str, Any]:
+    """The event as it travels on Kafka (DESIGN.md, "Kafka event envelope")."""
+    return {
+        "event_id": str(event.event_id),
+        "event_type": event.event_type,
+        "occurred_at": _iso(event.occurred_at),
+        "chat_id": str(event.chat_id),
+        "payload": dict(_PAYLOADS[type(event)](event)),
+    }
+
+
+class DjangoUnitOfWork(UnitOfWork):
+    """One `transaction.atomic` around the handler: rows and outbox rows commit together."""
+
+    def __enter__(self) -> DjangoUnitOfWork:
+        self.chats = DjangoChatRepository()
+        self.messages = DjangoMessageRepository()
+        self._atomic = transaction.atomic()
+        self._atomic.__enter__()
+        self._open = True
+        return self
+
+    def _commit(self, events: list[Event]) -> None:
+        models.OutboxEvent.objects.bulk_create(
+            models.OutboxEvent(
+                event_id=event.event_id,
+                event_type=event.event_type,
+                chat_id=event.chat_id,
+                envelope=envelope(event),
+            )
+            for event in events
+        )
+        self._open = False
+        self._atomic.__exit__(None, None, None)
+
+    def rollback(self) -> None:
+        if self._open:
+            self._open = False
+            transaction.set_rollback(True)
+            self._atomic.__exit__(None, None, None)

@@ -1,0 +1,71 @@
+"""Persistence for the chat domain: rows, not behaviour. Writes go through `chats.adapters`."""
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class Chat(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    title = models.CharField(max_length=255)
+    # Title.key (case-folded), unique in the database so concurrent creates cannot both win.
+    # Case folding can lengthen a string ("ß" -> "ss"), hence the wider column.
+    title_key = models.CharField(max_length=1024, unique=True, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="chats")
+    created_at = models.DateTimeField()
+    last_seq = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        indexes = [models.Index(fields=["-created_at", "-id"], name="chat_newest_first")]
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class Message(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    chat = models.ForeignKey(Chat, on_delete=models.CASCADE, related_name="messages")
+    seq = models.PositiveIntegerField()
+    text = models.TextField()
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="messages")
+    created_at = models.DateTimeField()
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["chat", "seq"], name="message_seq_unique_per_chat"),
+            models.UniqueConstraint(
+                fields=["author", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="message_idempotency_key_unique_per_author",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.chat_id} #{self.seq}"
+
+
+class OutboxEvent(models.Model):
+    """One domain event, written in the transaction that caused it; `relay_outbox` sends it to Kafka.
+
+    Rows are sent in `id` order. `chat_id` is a plain column, not a foreign key: the row must outlive the
+    chat (a `chat.deleted` event is written as its chat disappears).
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    event_id = models.UUIDField(unique=True)
+    event_type = models.CharField(max_length=64)
+    chat_id = models.UUIDField()
+    envelope = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    published_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["id"], condition=Q(published_at__isnull=True), name="outbox_pending"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} {self.event_id}"

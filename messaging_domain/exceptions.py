@@ -1,0 +1,45 @@
+"""Errors the domain raises. Each carries a stable `code` that clients can branch on."""
+
+
+class DomainError(Exception):
+    """A command was refused by a rule of the domain."""
+
+    code = "domain_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidTitle(DomainError):
+    code = "invalid_title"
+
+
+class InvalidText(DomainError):
+    code = "invalid_text"
+
+
+class ChatTitleTaken(DomainError):
+    code = "chat_title_taken"
+
+
+class ChatNotFound(DomainError):
+    code = "chat_not_found"
+
+
+class NotChatOwner(DomainError):
+    code = "permission_denied"
+
+
+class IdempotencyKeyReused(DomainError):
+    """The same key was sent before with a different chat or text: replaying it would lie."""
+
+    code = "idempotency_key_reused"
+
+
+class CommandHandlersNotRegisteredException(LookupError):
+    """A command reached the mediator with no handler: a wiring bug, never a user error."""
+
+
+class EventHandlersNotRegisteredException(LookupError):
+    """An event was published with no handler: a wiring bug, never a user error."""

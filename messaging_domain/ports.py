@@ -1,0 +1,100 @@
+"""Abstract ports. `chats/` implements them on the Django ORM; the domain's tests on dictionaries."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator
+from types import TracebackType
+from uuid import UUID
+
+from messaging_domain.entities import Chat, Message
+from messaging_domain.events import Event
+from messaging_domain.exceptions import ChatNotFound
+from messaging_domain.values import Participant, Title
+
+
+class ChatRepository(abc.ABC):
+    """Chats by id. Every chat it hands out is remembered, so the unit of work can collect its events."""
+
+    def __init__(self) -> None:
+        self.seen: list[Chat] = []
+
+    def add(self, chat: Chat) -> None:
+        self._add(chat)
+        self.seen.append(chat)
+
+    def get_for_update(self, chat_id: UUID) -> Chat:
+        """The chat, held exclusively until the unit of work ends; `ChatNotFound` if there is none."""
+        chat = self._get_for_update(chat_id)
+        if chat is None:
+            raise ChatNotFound(f"No chat has the id {chat_id}.")
+        self.seen.append(chat)
+        return chat
+
+    @abc.abstractmethod
+    def title_taken(self, title: Title) -> bool: ...
+
+    @abc.abstractmethod
+    def save(self, chat: Chat) -> None: ...
+
+    @abc.abstractmethod
+    def remove(self, chat: Chat) -> None: ...
+
+    @abc.abstractmethod
+    def _add(self, chat: Chat) -> None:
+        """Store a new chat; raise `ChatTitleTaken` if another chat got the title first."""
+
+    @abc.abstractmethod
+    def _get_for_update(self, chat_id: UUID) -> Chat | None: ...
+
+
+class MessageRepository(abc.ABC):
+    @abc.abstractmethod
+    def add(self, message: Message) -> None: ...
+
+    @abc.abstractmethod
+    def get_by_idempotency_key(self, author: Participant, key: str) -> Message | None: ...
+
+
+class UnitOfWork(abc.ABC):
+    """One atomic change: the aggregates and the events they recorded are stored together or not at all.
+
+    `commit()` stores the events (the outbox) in the same transaction as the rows; once it has returned,
+    `collect_new_events()` hands them to the mediator. Leaving the block without `commit()` rolls back.
+    """
+
+    chats: ChatRepository
+    messages: MessageRepository
+
+    def __init__(self) -> None:
+        self._committed_events: list[Event] = []
+
+    def __enter__(self) -> UnitOfWork:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.rollback()
+
+    def commit(self) -> None:
+        events = [event for chat in self.chats.seen for event in chat.events]
+        self._commit(events)
+        for chat in self.chats.seen:
+            chat.events.clear()
+        self._committed_events.extend(events)
+
+    def collect_new_events(self) -> Iterator[Event]:
+        while self._committed_events:
+            yield self._committed_events.pop(0)
+
+    @abc.abstractmethod
+    def _commit(self, events: list[Event]) -> None:
+        """Make the changes and the events durable, in one transaction."""
+
+    @abc.abstractmethod
+    def rollback(self) -> None:
+        """Undo whatever was not committed; a no-op after `commit()`."""

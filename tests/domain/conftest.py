@@ -1,0 +1,43 @@
+import pytest
+
+from messaging_domain.events import ChatDeletedEvent, Event, NewChatCreatedEvent, NewMessageReceivedEvent
+from messaging_domain.mediator import Mediator, create_mediator
+from messaging_domain.values import Participant
+from tests.domain.fakes import FakeDatabase, FakeUnitOfWork
+
+
+@pytest.fixture
+def database() -> FakeDatabase:
+    return FakeDatabase()
+
+
+@pytest.fixture
+def published() -> list[Event]:
+    return []
+
+
+@pytest.fixture
+def mediator(database, published) -> Mediator:
+    """Wired by the same function as production, with fakes and a recording event handler."""
+    return create_mediator(
+        uow_factory=lambda: FakeUnitOfWork(database),
+        event_handlers={
+            event_type: [published.append]
+            for event_type in (NewChatCreatedEvent, NewMessageReceivedEvent, ChatDeletedEvent)
+        },
+    )
+
+
+@pytest.fixture
+def ann() -> Participant:
+    return Participant(id=1, username="ann")
+
+
+@pytest.fixture
+def bob() -> Participant:
+    return Participant(id=2, username="bob")
+
+
+@pytest.fixture
+def moderator() -> Participant:
+    return Participant(id=3, username="mod", is_staff=True)

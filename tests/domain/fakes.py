@@ -1,0 +1,83 @@
+"""In-memory adapters of the domain's ports, for the domain's unit tests only."""
+
+from __future__ import annotations
+
+import copy
+from uuid import UUID
+
+from messaging_domain.entities import Chat, Message
+from messaging_domain.events import Event
+from messaging_domain.exceptions import ChatTitleTaken
+from messaging_domain.ports import ChatRepository, MessageRepository, UnitOfWork
+from messaging_domain.values import Participant, Title
+
+
+class FakeDatabase:
+    """What survives between units of work: committed chats, messages and outbox events."""
+
+    def __init__(self) -> None:
+        self.chats: dict[UUID, Chat] = {}
+        self.messages: dict[UUID, Message] = {}
+        self.outbox: list[Event] = []
+
+
+class FakeChatRepository(ChatRepository):
+    def __init__(self, staged: FakeDatabase) -> None:
+        super().__init__()
+        self.staged = staged
+
+    def title_taken(self, title: Title) -> bool:
+        return any(chat.title.key == title.key for chat in self.staged.chats.values())
+
+    def _add(self, chat: Chat) -> None:
+        if self.title_taken(chat.title):
+            raise ChatTitleTaken("taken")
+        self.staged.chats[chat.id] = chat
+
+    def _get_for_update(self, chat_id: UUID) -> Chat | None:
+        return self.staged.chats.get(chat_id)
+
+    def save(self, chat: Chat) -> None:
+        self.staged.chats[chat.id] = chat
+
+    def remove(self, chat: Chat) -> None:
+        del self.staged.chats[chat.id]
+        for message_id in [m.id for m in self.staged.messages.values() if m.chat_id == chat.id]:
+            del self.staged.messages[message_id]
+
+
+class FakeMessageRepository(MessageRepository):
+    def __init__(self, staged: FakeDatabase) -> None:
+        self.staged = staged
+
+    def add(self, message: Message) -> None:
+        self.staged.messages[message.id] = message
+
+    def get_by_idempotency_key(self, author: Participant, key: str) -> Message | None:
+        for message in self.staged.messages.values():
+            if message.author.id == author.id and message.idempotency_key == key:
+                return message
+        return None
+
+
+class FakeUnitOfWork(UnitOfWork):
+    """Works on a copy of the database and swaps it in on commit, so an abandoned unit changes nothing."""
+
+    def __init__(self, database: FakeDatabase) -> None:
+        super().__init__()
+        self.database = database
+        self.committed = False
+
+    def __enter__(self) -> FakeUnitOfWork:
+        self.staged = copy.deepcopy(self.database)
+        self.chats = FakeChatRepository(self.staged)
+        self.messages = FakeMessageRepository(self.staged)
+        return self
+
+    def _commit(self, events: list[Event]) -> None:
+        self.staged.outbox.extend(events)
+        self.database.__dict__.update(self.staged.__dict__)
+        self.committed = True
+
+    def rollback(self) -> None:
+        pass

@@ -61,10 +61,19 @@ class OutboxEvent(models.Model):
     envelope = models.JSONField()
     created_at = models.DateTimeField(auto_now_add=True)
     published_at = models.DateTimeField(null=True, blank=True)
+    # A row Kafka refuses for what it is (e.g. too large) is parked here instead of blocking the rows
+    # behind it; `relay_outbox --retry-failed` puts parked rows back in the queue.
+    failed_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True, default="")
+
+    PENDING = Q(published_at__isnull=True, failed_at__isnull=True)
 
     class Meta:
         indexes = [
-            models.Index(fields=["id"], condition=Q(published_at__isnull=True), name="outbox_pending"),
+            models.Index(
+                fields=["id"], condition=Q(published_at__isnull=True, failed_at__isnull=True), name="outbox_pending"
+            ),
+            models.Index(fields=["published_at"], condition=Q(published_at__isnull=False), name="outbox_published"),
         ]
 
     def __str__(self) -> str:

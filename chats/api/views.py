@@ -9,6 +9,8 @@ from django.contrib.auth import authenticate, get_user_model
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import DatabaseError, transaction
+from django.db.models import Count, Min
+from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.authtoken.models import Token
@@ -200,6 +202,8 @@ class MessageListCreateApi(APIView):
 
 
 class HealthApi(APIView):
+    """For load balancers and operators: is the database up, and is the relay keeping up?"""
+
     permission_classes = [AllowAny]
     authentication_classes: list = []
     throttle_classes: list = []
@@ -207,17 +211,34 @@ class HealthApi(APIView):
     @extend_schema(
         responses=inline_serializer(
             "Health",
-            {"status": serializers.CharField(), "db": serializers.CharField(),
-             "outbox_pending": serializers.IntegerField()},
+            {
+                "status": serializers.CharField(),
+                "db": serializers.CharField(),
+                "outbox_pending": serializers.IntegerField(),
+                "outbox_oldest_pending_seconds": serializers.FloatField(allow_null=True),
+                "outbox_parked": serializers.IntegerField(),
+            },
         )
     )
     def get(self, request: Request) -> Response:
         try:
-            pending = models.OutboxEvent.objects.filter(published_at__isnull=True).count()
+            pending = models.OutboxEvent.objects.filter(models.OutboxEvent.PENDING).aggregate(
+                count=Count("id"), oldest=Min("created_at")
+            )
+            parked = models.OutboxEvent.objects.filter(failed_at__isnull=False, published_at__isnull=True).count()
         except DatabaseError as error:
             body = error_body("unavailable", f"The database is unreachable: {error}")
             return Response(
                 {**body, "status": "unavailable", "db": "error", "outbox_pending": None},
                 status=status.HTTP_503_SERVICE_UNAVAILABLE,
             )
-        return Response({"status": "ok", "db": "ok", "outbox_pending": pending})
+        oldest = pending["oldest"]
+        return Response(
+            {
+                "status": "ok",
+                "db": "ok",
+                "outbox_pending": pending["count"],
+                "outbox_oldest_pending_seconds": None if oldest is None else (timezone.now() - oldest).total_seconds(),
+                "outbox_parked": parked,
+            }
+        )

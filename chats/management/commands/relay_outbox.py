@@ -1,0 +1,106 @@
+"""`manage.py relay_outbox`: the only process that talks to Kafka on the way out."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management.base import BaseCommand, CommandError
+from django.db import InterfaceError, OperationalError, connection
+from kafka.errors import KafkaError
+
+from chats.kafka import bootstrap_servers, create_producer, ensure_topic
+from chats.relay import BrokerUnavailable, OutboxWakeup, prune_published, relay_batch, retry_parked
+from chats.workers import Backoff, StopFlag, parse_duration, positive_float, positive_int
+
+logger = logging.getLogger("chats.relay")
+
+PRUNE_EVERY_SECONDS = 600
+REPORT_EVERY_SECONDS = 10
+
+
+class Command(BaseCommand):
+    help = (
+        "Send pending outbox events to Kafka in id order, marking each batch published once the broker has "
+        "acknowledged it. Runs until SIGTERM/SIGINT; --once drains the outbox and exits."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--once", action="store_true", help="Drain the outbox, then exit (non-zero if Kafka is away).")
+        parser.add_argument("--batch-size", type=positive_int, default=500, help="Rows per batch (default 500).")
+        parser.add_argument(
+            "--poll-interval", type=positive_float, default=1.0,
+            help="Seconds between looks at an idle outbox (default 1). On PostgreSQL the relay wakes on "
+                 "NOTIFY at once; this is only the fallback.",
+        )
+        parser.add_argument(
+            "--prune-after", type=parse_duration, default=parse_duration("7d"),
+            help="Delete published rows older than this (like 12h or 7d; default 7d), checked every 10 minutes.",
+        )
+        parser.add_argument("--retry-failed", action="store_true", help="Put parked rows back in the queue first.")
+
+    def handle(self, *args, once, batch_size, poll_interval, prune_after, retry_failed, **options):
+        try:
+            servers = bootstrap_servers()
+        except ImproperlyConfigured as error:
+            raise CommandError(str(error)) from None
+        topic = settings.KAFKA_TOPIC
+        if retry_failed:
+            logger.info("put %d parked rows back in the queue", retry_parked())
+        logger.info(
+            "relay_outbox: %s database -> Kafka %s topic %s, batch %d, %s",
+            connection.vendor, servers, topic, batch_size,
+            "waking on NOTIFY" if connection.vendor == "postgresql" else f"polling every {poll_interval}s",
+        )
+        stop = StopFlag()
+        wakeup = OutboxWakeup()
+        backoff = Backoff()
+        producer = None
+        relayed = 0
+        next_report = time.monotonic() + REPORT_EVERY_SECONDS
+        next_prune = time.monotonic()
+        while not stop:
+            try:
+                if producer is None:
+                    producer = create_producer()
+                    ensure_topic(topic)
+                    logger.info("connected to Kafka at %s", servers)
+                settled = relay_batch(producer, topic, batch_size)
+                backoff.reset()
+            except (BrokerUnavailable, KafkaError) as error:
+                if producer is not None:
+                    producer.close(timeout=0)
+                    producer = None
+                if once:
+                    raise CommandError(f"Kafka at {servers} is unavailable: {error}") from None
+                delay = backoff.next()
+                logger.warning("Kafka at %s unavailable (%s); nothing was marked; retrying in %.1fs", servers, error, delay)
+                stop.sleep(delay)
+                continue
+            except (OperationalError, InterfaceError) as error:
+                connection.close()
+                if once:
+                    raise CommandError(f"The database is unavailable: {error}") from None
+                delay = backoff.next()
+                logger.warning("database unavailable (%s); retrying in %.1fs", error, delay)
+                stop.sleep(delay)
+                continue
+            relayed += settled
+            if time.monotonic() >= next_report and relayed:
+                logger.info("relayed %d events", relayed)
+                relayed, next_report = 0, time.monotonic() + REPORT_EVERY_SECONDS
+            if settled:
+                continue
+            if once:
+                break
+            if time.monotonic() >= next_prune:
+                pruned = prune_published(prune_after)
+                if pruned:
+                    logger.info("pruned %d published rows older than %s", pruned, prune_after)
+                next_prune = time.monotonic() + PRUNE_EVERY_SECONDS
+            wakeup.wait(poll_interval, stop)
+        if producer is not None:
+            producer.close()
+        logger.info("relay_outbox stopped%s", f" after relaying {relayed} more events" if relayed else "")

@@ -1,10 +1,19 @@
 """Fixtures for the tiers that use Django and the database. `tests/domain/` uses none of them."""
 
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
 import pytest
+from django.db import connection
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from chats.embedded import start_kafka
 from chats.models import OutboxEvent
+from tests.helpers import database_url
 
 
 @pytest.fixture
@@ -46,3 +55,71 @@ def outbox():
         return list(OutboxEvent.objects.order_by("id").values_list("envelope", flat=True))
 
     return read
+
+
+# --- Real processes: the embedded Kafka broker, and workers run as subprocesses -------------------------
+
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def kafka_broker():
+    """One Tansu broker for the session; tests isolate themselves with a topic each."""
+    broker = start_kafka()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture
+def kafka(kafka_broker, settings):
+    """Points the settings at the session broker and a fresh topic; returns the topic name."""
+    from chats.kafka import ensure_topic
+
+    settings.KAFKA_BOOTSTRAP_SERVERS = kafka_broker.address
+    settings.KAFKA_TOPIC = f"chat-events-{uuid.uuid4().hex[:12]}"
+    ensure_topic(settings.KAFKA_TOPIC)
+    return settings.KAFKA_TOPIC
+
+
+class Worker:
+    """A `manage.py` command running as its own process, its output going to a file."""
+
+    def __init__(self, args: tuple[str, ...], env: dict[str, str], log_path: Path) -> None:
+        self.log_path = log_path
+        with open(log_path, "w") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "manage.py", *args], cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+            )
+
+    def output(self) -> str:
+        return self.log_path.read_text()
+
+    def stop(self, timeout: float = 20) -> int:
+        if self.process.poll() is None:
+            self.process.terminate()
+        return self.process.wait(timeout=timeout)
+
+
+@pytest.fixture
+def worker(settings, tmp_path):
+    """Starts `manage.py <command>` as a real process on the test database; kills leftovers at teardown."""
+    started: list[Worker] = []
+
+    def start(*args: str, **extra_env: str) -> Worker:
+        env = dict(
+            os.environ,
+            DATABASE_URL=database_url(),
+            KAFKA_BOOTSTRAP_SERVERS=settings.KAFKA_BOOTSTRAP_SERVERS,
+            KAFKA_TOPIC=settings.KAFKA_TOPIC,
+            PYTHONUNBUFFERED="1",
+            **extra_env,
+        )
+        started.append(Worker(args, env, tmp_path / f"{args[0]}-{len(started)}.log"))
+        return started[-1]
+
+    yield start
+    for running in started:
+        if running.process.poll() is None:
+            running.process.kill()
+        running.process.wait(timeout=10)

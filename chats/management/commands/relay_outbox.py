@@ -58,7 +58,7 @@ class Command(BaseCommand):
         wakeup = OutboxWakeup()
         backoff = Backoff()
         producer = None
-        relayed = 0
+        relayed = since_report = 0
         next_report = time.monotonic() + REPORT_EVERY_SECONDS
         next_prune = time.monotonic()
         while not stop:
@@ -88,9 +88,10 @@ class Command(BaseCommand):
                 stop.sleep(delay)
                 continue
             relayed += settled
-            if time.monotonic() >= next_report and relayed:
-                logger.info("relayed %d events", relayed)
-                relayed, next_report = 0, time.monotonic() + REPORT_EVERY_SECONDS
+            since_report += settled
+            if since_report and time.monotonic() >= next_report:
+                logger.info("relayed %d events in the last %ds", since_report, REPORT_EVERY_SECONDS)
+                since_report, next_report = 0, time.monotonic() + REPORT_EVERY_SECONDS
             if settled:
                 continue
             if once:
@@ -103,4 +104,4 @@ class Command(BaseCommand):
             wakeup.wait(poll_interval, stop)
         if producer is not None:
             producer.close()
-        logger.info("relay_outbox stopped%s", f" after relaying {relayed} more events" if relayed else "")
+        logger.info("relay_outbox stopped; it relayed %d events", relayed)

@@ -1,0 +1,289 @@
+"""relay_outbox against the real broker (Tansu) and the real database."""
+
+import json
+import re
+import signal
+import threading
+from collections import Counter, defaultdict
+
+import pytest
+from django.conf import settings as django_settings
+from django.core.management import CommandError, call_command
+from django.db import connection
+
+from chats import models
+from chats.adapters import participant_of
+from chats.bootstrap import mediator
+from chats.embedded import free_port, start_kafka
+from chats.relay import prune_published
+from messaging_domain.commands import CreateChatCommand, CreateMessageCommand
+from tests.helpers import envelopes_of, read_topic, wait_until
+
+ON_POSTGRESQL = django_settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
+
+
+def write_burst(owner, chats: int, messages: int, prefix: str = "chat") -> int:
+    """Chats with messages each, through the mediator; returns the number of events written."""
+    author = participant_of(owner)
+    for n in range(chats):
+        chat = mediator.handle_command(CreateChatCommand(title=f"{prefix} {n}", owner=author))
+        for m in range(messages):
+            mediator.handle_command(CreateMessageCommand(chat_id=chat.id, text=f"{n}/{m}", author=author))
+    return chats * (messages + 1)
+
+
+def pending_count() -> int:
+    return models.OutboxEvent.objects.filter(models.OutboxEvent.PENDING).count()
+
+
+def assert_per_chat_order(envelopes: list[dict]) -> None:
+    """Per chat: chat.created first, then message seqs strictly increasing with no gaps."""
+    seqs = defaultdict(list)
+    first = {}
+    for envelope in envelopes:
+        first.setdefault(envelope["chat_id"], envelope["event_type"])
+        if envelope["event_type"] == "message.created":
+            seqs[envelope["chat_id"]].append(envelope["payload"]["seq"])
+    assert set(first.values()) == {"chat.created"}
+    for chat_id, chat_seqs in seqs.items():
+        assert chat_seqs == list(range(1, len(chat_seqs) + 1)), chat_id
+
+
+@pytest.mark.django_db
+def test_every_event_of_a_burst_reaches_the_topic_exactly_as_its_envelope(kafka, ann):
+    total = write_burst(ann, chats=5, messages=20)
+
+    call_command("relay_outbox", "--once")
+
+    records = read_topic(django_settings.KAFKA_BOOTSTRAP_SERVERS, kafka, at_least=total)
+    assert len(records) == total
+    rows = {str(row.event_id): row for row in models.OutboxEvent.objects.all()}
+    for record in records:
+        envelope = json.loads(record.value)
+        row = rows[envelope["event_id"]]
+        assert envelope == row.envelope
+        assert record.key == str(row.chat_id).encode()
+        assert dict(record.headers) == {"event_type": row.event_type.encode()}
+    envelopes = envelopes_of(sorted(records, key=lambda r: (r.partition, r.offset)))
+    assert Counter(e["event_id"] for e in envelopes).most_common(1)[0][1] == 1
+    assert_per_chat_order(envelopes)
+    assert pending_count() == 0
+    assert not models.OutboxEvent.objects.filter(published_at__isnull=True).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_writers_on_several_chats_keep_per_chat_order_on_the_topic(kafka, make_user, worker):
+    relay = worker("relay_outbox", "--batch-size", "20", "--poll-interval", "0.05")
+    writers = [make_user(f"writer{n}") for n in range(4)]
+    errors = []
+
+    def write(owner, n):
+        try:
+            write_burst(owner, chats=2, messages=40, prefix=f"w{n}")
+        except Exception as error:  # reported below
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=write, args=(owner, n)) for n, owner in enumerate(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    total = 4 * 2 * 41
+
+    wait_until(lambda: pending_count() == 0, message="the relay to drain the outbox")
+    assert relay.stop() == 0
+    records = read_topic(django_settings.KAFKA_BOOTSTRAP_SERVERS, kafka, at_least=total)
+    envelopes = envelopes_of(sorted(records, key=lambda r: (r.partition, r.offset)))
+    assert len({e["event_id"] for e in envelopes}) == total
+    assert_per_chat_order(envelopes)
+    assert "relay_outbox stopped" in relay.output()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_relay_killed_mid_burst_loses_nothing_and_resends_at_most_one_batch(kafka, ann, worker):
+    batch_size = 25
+    total = write_burst(ann, chats=4, messages=299)  # 1,200 events
+    relay = worker("relay_outbox", "--batch-size", str(batch_size))
+
+    wait_until(lambda: models.OutboxEvent.objects.filter(published_at__isnull=False).count() >= 200,
+               message="the relay to publish part of the burst")
+    relay.process.send_signal(signal.SIGKILL)
+    relay.process.wait(timeout=10)
+    assert 0 < pending_count() < total, "the kill should land mid-burst"
+
+    call_command("relay_outbox", "--once", "--batch-size", str(batch_size))
+
+    records = read_topic(django_settings.KAFKA_BOOTSTRAP_SERVERS, kafka, at_least=total)
+    counts = Counter(json.loads(record.value)["event_id"] for record in records)
+    assert set(counts) == {str(e) for e in models.OutboxEvent.objects.values_list("event_id", flat=True)}
+    duplicates = sum(counts.values()) - len(counts)
+    assert duplicates <= batch_size  # only the batch that was in flight when the relay died
+    assert pending_count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_events_written_while_the_broker_is_down_wait_unmarked_and_arrive_when_it_is_back(ann, worker, settings):
+    port = free_port()
+    broker = start_kafka(port=port)
+    settings.KAFKA_BOOTSTRAP_SERVERS = broker.address
+    settings.KAFKA_TOPIC = "chat-events"
+    try:
+        relay = worker("relay_outbox", "--poll-interval", "0.1")
+        write_burst(ann, chats=1, messages=4, prefix="before")
+        wait_until(lambda: pending_count() == 0, message="the relay to publish the first events")
+
+        before = set(models.OutboxEvent.objects.values_list("event_id", flat=True))
+        broker.stop()
+        during = write_burst(ann, chats=2, messages=9, prefix="during")
+        wait_until(lambda: "unavailable" in relay.output(), timeout=60, message="the relay to log the outage")
+        assert pending_count() == during  # nothing was marked while the broker was away
+
+        broker = start_kafka(port=port)  # memory storage: the new broker starts empty
+        wait_until(lambda: pending_count() == 0, timeout=90, message="the relay to catch up")
+        assert relay.process.poll() is None, "the relay must survive the outage"
+
+        records = read_topic(broker.address, "chat-events", at_least=during)
+        sent = {json.loads(record.value)["event_id"] for record in records}
+        written_during = {
+            str(event_id) for event_id in models.OutboxEvent.objects.values_list("event_id", flat=True)
+            if event_id not in before
+        }
+        assert len(written_during) == during
+        assert written_during <= sent
+    finally:
+        broker.stop()
+
+
+@pytest.mark.skipif(not ON_POSTGRESQL, reason="several relays need SKIP LOCKED: PostgreSQL only (one relay on SQLite)")
+@pytest.mark.django_db(transaction=True)
+def test_two_relays_on_postgresql_publish_every_row_once_in_per_chat_order(kafka, make_user, worker):
+    relays = [worker("relay_outbox", "--batch-size", "10", "--poll-interval", "0.05") for _ in range(2)]
+    owners = [make_user(f"writer{n}") for n in range(3)]
+    errors = []
+
+    def write(owner, n):
+        try:
+            write_burst(owner, chats=3, messages=60, prefix=f"w{n}")
+        except Exception as error:  # reported below
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=write, args=(owner, n)) for n, owner in enumerate(owners)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    total = 3 * 3 * 61
+
+    wait_until(lambda: pending_count() == 0, message="the relays to drain the outbox")
+    assert [relay.stop() for relay in relays] == [0, 0]
+    records = read_topic(django_settings.KAFKA_BOOTSTRAP_SERVERS, kafka, at_least=total)
+    counts = Counter(json.loads(record.value)["event_id"] for record in records)
+    assert len(counts) == total
+    assert max(counts.values()) == 1, "no row is published twice in the normal case"
+    assert_per_chat_order(envelopes_of(sorted(records, key=lambda r: (r.partition, r.offset))))
+    shares = [int(re.search(r"it relayed (\d+) events", relay.output()).group(1)) for relay in relays]
+    assert sum(shares) == total and min(shares) > 0, shares
+
+
+@pytest.mark.skipif(not ON_POSTGRESQL, reason="LISTEN/NOTIFY is PostgreSQL's; SQLite polls")
+@pytest.mark.django_db(transaction=True)
+def test_on_postgresql_the_relay_wakes_on_notify_long_before_its_poll_interval(kafka, ann, worker):
+    relay = worker("relay_outbox", "--poll-interval", "600")
+    wait_until(lambda: "waking on NOTIFY" in relay.output(), message="the relay to start")
+    wait_until(lambda: "connected to Kafka" in relay.output(), message="the relay to connect")
+    write_burst(ann, chats=1, messages=1)
+    wait_until(lambda: pending_count() == 0, timeout=60, message="a NOTIFY to wake the relay")
+
+
+@pytest.mark.django_db
+def test_a_row_kafka_refuses_is_parked_with_its_error_and_does_not_block_the_rows_behind_it(kafka, ann, client):
+    write_burst(ann, chats=1, messages=1, prefix="before")
+    poison = models.OutboxEvent.objects.create(
+        event_id="00000000-0000-4000-8000-000000000001",
+        event_type="message.created",
+        chat_id="00000000-0000-4000-8000-000000000002",
+        envelope={"payload": "x" * 2_000_000},  # over the producer's 1 MB max_request_size
+    )
+    write_burst(ann, chats=1, messages=2, prefix="after")
+
+    call_command("relay_outbox", "--once")
+
+    poison.refresh_from_db()
+    assert poison.published_at is None and poison.failed_at is not None
+    assert "MessageSizeTooLarge" in poison.last_error
+    assert pending_count() == 0
+    records = read_topic(django_settings.KAFKA_BOOTSTRAP_SERVERS, kafka, at_least=5)
+    assert len(records) == 5
+    assert client.get("/api/health/").json()["outbox_parked"] == 1
+
+    call_command("relay_outbox", "--once", "--retry-failed")  # back in the queue, refused again
+    poison.refresh_from_db()
+    assert poison.failed_at is not None and pending_count() == 0
+
+
+@pytest.mark.django_db
+def test_pruning_deletes_only_published_rows_older_than_the_retention(ann):
+    write_burst(ann, chats=1, messages=3)
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    rows = list(models.OutboxEvent.objects.order_by("id"))
+    models.OutboxEvent.objects.filter(id=rows[0].id).update(published_at=timezone.now() - timedelta(days=8))
+    models.OutboxEvent.objects.filter(id=rows[1].id).update(published_at=timezone.now() - timedelta(days=6))
+
+    assert prune_published(timedelta(days=7)) == 1
+    assert list(models.OutboxEvent.objects.order_by("id").values_list("id", flat=True)) == [r.id for r in rows[1:]]
+
+
+@pytest.mark.django_db
+def test_health_reports_the_pending_count_and_the_age_of_the_oldest_pending_row(ann, client):
+    write_burst(ann, chats=1, messages=2)
+    health = client.get("/api/health/").json()
+    assert health["outbox_pending"] == 3
+    assert health["outbox_oldest_pending_seconds"] >= 0
+
+
+@pytest.mark.parametrize(
+    "flags, complaint",
+    [
+        (["--batch-size", "0"], "invalid positive integer value: '0'"),
+        (["--batch-size", "ten"], "invalid positive integer value: 'ten'"),
+        (["--poll-interval", "-1"], "invalid positive number value: '-1'"),
+        (["--prune-after", "7 days"], "invalid duration"),
+        (["--frobnicate"], "unrecognized arguments: --frobnicate"),
+    ],
+)
+def test_bad_flags_get_a_usage_error_and_exit_code_2(flags, complaint, tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import PROJECT_ROOT
+
+    result = subprocess.run(
+        [sys.executable, "manage.py", "relay_outbox", *flags], cwd=PROJECT_ROOT, capture_output=True, text=True,
+        env={"PATH": "/usr/bin:/bin", "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1", "DATABASE_URL": f"sqlite:///{tmp_path}/x.db"},
+    )
+    assert result.returncode == 2
+    assert "usage: manage.py relay_outbox" in result.stderr
+    assert complaint in result.stderr
+
+
+def test_without_a_broker_address_the_relay_says_how_to_get_one(settings):
+    settings.KAFKA_BOOTSTRAP_SERVERS = ""
+    with pytest.raises(CommandError, match="KAFKA_BOOTSTRAP_SERVERS is not set"):
+        call_command("relay_outbox", "--once")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sigterm_stops_an_idle_relay_cleanly(kafka, worker):
+    relay = worker("relay_outbox")
+    wait_until(lambda: "connected to Kafka" in relay.output(), message="the relay to connect")
+    assert relay.stop(timeout=10) == 0
+    assert "relay_outbox stopped" in relay.output()

@@ -19,8 +19,7 @@ migrate: install
 
 run: migrate
 	$(PY) manage.py collectstatic --noinput --verbosity 0
-	@echo "API on http://127.0.0.1:$(PORT)/api/  admin on http://127.0.0.1:$(PORT)/admin/"
-	$(VENV)/bin/daphne --bind 127.0.0.1 --port $(PORT) chatproject.asgi:application
+	$(PY) manage.py runstack --port $(PORT)
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)

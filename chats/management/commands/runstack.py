@@ -1,0 +1,57 @@
+"""`manage.py runstack` (what `make run` runs): every process of the service under one supervisor.
+
+Kafka and Redis are the embedded ones unless KAFKA_BOOTSTRAP_SERVERS / REDIS_URL are set. Ctrl-C (or
+SIGTERM) stops the workers, the web server and the embedded servers; nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+
+from django.core.management.base import BaseCommand
+from honcho.manager import Manager
+from honcho.printer import Printer
+
+from chats.embedded import environment_with_embedded_services, port_open
+from chats.workers import positive_int
+
+
+class Command(BaseCommand):
+    help = "Run the web server and the workers, with embedded Kafka and Redis unless configured."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--port", type=positive_int, default=int(os.environ.get("PORT", "8000")))
+
+    def handle(self, *args, port, **options):
+        env, embedded = environment_with_embedded_services()
+        python = sys.executable
+        manager = Manager(Printer(sys.stdout))
+        manager.add_process("web", f"{python} -m daphne --bind 127.0.0.1 --port {port} chatproject.asgi:application", env=env)
+        manager.add_process("relay", f"{python} manage.py relay_outbox", env=env)
+        names = {server.name: server.address for server in embedded}
+        kafka = env["KAFKA_BOOTSTRAP_SERVERS"] + (" (embedded Tansu)" if "kafka" in names else "")
+        redis = env["REDIS_URL"] + (" (embedded redis-server)" if "redis" in names else "")
+
+        def announce_when_ready() -> None:
+            deadline = time.monotonic() + 60
+            while not port_open(port) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            base = f"http://127.0.0.1:{port}"
+            sys.stdout.write(
+                f"\nready: API {base}/api/  browsable API login {base}/api-auth/login/  admin {base}/admin/  "
+                f"schema {base}/api/schema/  health {base}/api/health/\n"
+                f"       Kafka {kafka}  Redis {redis}  topic {env.get('KAFKA_TOPIC', 'chat-events')}\n"
+                "       Ctrl-C stops everything.\n\n"
+            )
+            sys.stdout.flush()
+
+        threading.Thread(target=announce_when_ready, daemon=True).start()
+        try:
+            manager.loop()
+        finally:
+            for server in embedded:
+                server.stop()
+        sys.exit(manager.returncode)

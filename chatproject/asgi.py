@@ -1,4 +1,8 @@
-"""ASGI entrypoint for daphne: HTTP goes to Django (REST API, browsable API, admin)."""
+"""ASGI entrypoint for daphne: HTTP goes to Django; websockets to the Channels consumers.
+
+Browsers are held to ALLOWED_HOSTS by their Origin header (a page elsewhere cannot open a socket with the
+user's cookie); clients that send no Origin, like scripts with ?token=, go on to authenticate.
+"""
 
 import os
 
@@ -7,6 +11,16 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatproject.settings")
 django_asgi_app = get_asgi_application()
 
-from channels.routing import ProtocolTypeRouter  # noqa: E402  (after Django is set up)
+# Imported after Django is set up: they load models.
+from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
-application = ProtocolTypeRouter({"http": django_asgi_app})
+from chats.routing import websocket_urlpatterns  # noqa: E402
+from chats.ws_middleware import BrowserOriginValidator, TokenAuthMiddleware  # noqa: E402
+
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        "websocket": BrowserOriginValidator(AuthMiddlewareStack(TokenAuthMiddleware(URLRouter(websocket_urlpatterns)))),
+    }
+)

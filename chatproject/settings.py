@@ -32,6 +32,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "channels",
     "chats",
 ]
 
@@ -134,3 +135,15 @@ KAFKA_BOOTSTRAP_SERVERS = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "")
 KAFKA_TOPIC = os.environ.get("KAFKA_TOPIC", "chat-events")
 KAFKA_TOPIC_PARTITIONS = int(os.environ.get("KAFKA_TOPIC_PARTITIONS", "6"))
 KAFKA_TOPIC_REPLICATION_FACTOR = int(os.environ.get("KAFKA_TOPIC_REPLICATION_FACTOR", "1"))
+KAFKA_FORWARDER_GROUP = os.environ.get("KAFKA_FORWARDER_GROUP", "chat-forwarder")
+
+# The channel layer carries events from forward_events to the websocket consumers of every web process.
+# Redis pub/sub: each event crosses Redis once per group and is fanned out inside each web process,
+# with no per-channel capacity to overflow (see README, "Channel layer", for the measurement).
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL]},
+    }
+}

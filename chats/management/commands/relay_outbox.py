@@ -31,9 +31,9 @@ class Command(BaseCommand):
         parser.add_argument("--once", action="store_true", help="Drain the outbox, then exit (non-zero if Kafka is away).")
         parser.add_argument("--batch-size", type=positive_int, default=500, help="Rows per batch (default 500).")
         parser.add_argument(
-            "--poll-interval", type=positive_float, default=1.0,
-            help="Seconds between looks at an idle outbox (default 1). On PostgreSQL the relay wakes on "
-                 "NOTIFY at once; this is only the fallback.",
+            "--poll-interval", type=positive_float, default=None,
+            help="Seconds between looks at an idle outbox. On PostgreSQL the relay wakes on NOTIFY at once and "
+                 "this is only a fallback (default 1); on SQLite it is the latency floor (default 0.05).",
         )
         parser.add_argument(
             "--prune-after", type=parse_duration, default=parse_duration("7d"),
@@ -47,6 +47,8 @@ class Command(BaseCommand):
         except ImproperlyConfigured as error:
             raise CommandError(str(error)) from None
         topic = settings.KAFKA_TOPIC
+        if poll_interval is None:
+            poll_interval = 1.0 if connection.vendor == "postgresql" else 0.05
         if retry_failed:
             logger.info("put %d parked rows back in the queue", retry_parked())
         logger.info(

@@ -31,6 +31,7 @@ class Command(BaseCommand):
         manager = Manager(Printer(sys.stdout))
         manager.add_process("web", f"{python} -m daphne --bind 127.0.0.1 --port {port} chatproject.asgi:application", env=env)
         manager.add_process("relay", f"{python} manage.py relay_outbox", env=env)
+        manager.add_process("forwarder", f"{python} manage.py forward_events", env=env)
         names = {server.name: server.address for server in embedded}
         kafka = env["KAFKA_BOOTSTRAP_SERVERS"] + (" (embedded Tansu)" if "kafka" in names else "")
         redis = env["REDIS_URL"] + (" (embedded redis-server)" if "redis" in names else "")
@@ -41,7 +42,7 @@ class Command(BaseCommand):
                 time.sleep(0.1)
             base = f"http://127.0.0.1:{port}"
             sys.stdout.write(
-                f"\nready: API {base}/api/  browsable API login {base}/api-auth/login/  admin {base}/admin/  "
+                f"\nready: API {base}/api/  websockets ws://127.0.0.1:{port}/ws/chats/  browsable API login {base}/api-auth/login/  admin {base}/admin/  "
                 f"schema {base}/api/schema/  health {base}/api/health/\n"
                 f"       Kafka {kafka}  Redis {redis}  topic {env.get('KAFKA_TOPIC', 'chat-events')}\n"
                 "       Ctrl-C stops everything.\n\n"

@@ -1,0 +1,8 @@
+from django.urls import path
+
+from chats.consumers import ChatStreamConsumer, LobbyConsumer
+
+websocket_urlpatterns = [
+    path("ws/chats/", LobbyConsumer.as_asgi()),
+    path("ws/chats/<str:chat_id>/", ChatStreamConsumer.as_asgi()),
+]

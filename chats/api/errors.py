@@ -37,17 +37,22 @@ def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, **extra}}
 
 
+def _own_code(detail: Any) -> str:
+    """A code we chose (`invalid_credentials`), else `invalid_request` for DRF's generic ones (`invalid`, `null`)."""
+    code = getattr(detail, "code", None) or ""
+    return code if code.startswith("invalid_") else "invalid_request"
+
+
 def _validation_error_body(detail: Any) -> dict[str, Any]:
     """`invalid_<field>` for the first field at fault (so `title` -> `invalid_title`), all fields listed."""
     if isinstance(detail, dict) and detail:
         field, problems = next(iter(detail.items()))
         first = problems[0] if isinstance(problems, list) and problems else problems
         if field == "non_field_errors":
-            code = getattr(first, "code", None) or "invalid_request"
-            return error_body(code if code != "invalid" else "invalid_request", str(first), fields=detail)
+            return error_body(_own_code(first), str(first), fields=detail)
         return error_body(f"invalid_{field}", f"{field}: {first}", fields=detail)
     first = detail[0] if isinstance(detail, list) and detail else detail
-    return error_body("invalid_request", str(first))
+    return error_body(_own_code(first), str(first))
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:

@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from rest_framework import serializers
-from rest_framework.exceptions import ValidationError
+from django.utils.dateparse import parse_datetime
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import BasePagination, CursorPagination
 from rest_framework.response import Response
 from rest_framework.utils.urls import remove_query_param, replace_query_param
@@ -34,6 +35,13 @@ class ChatPagination(CursorPagination):
     page_size = DEFAULT_PAGE_SIZE
     page_size_query_param = "limit"
     max_page_size = MAX_PAGE_SIZE
+
+    def decode_cursor(self, request):
+        # DRF checks a cursor's encoding, not its position: a forged position would reach the query.
+        cursor = super().decode_cursor(request)
+        if cursor is not None and cursor.position is not None and parse_datetime(cursor.position) is None:
+            raise NotFound(self.invalid_cursor_message)
+        return cursor
 
     def get_paginated_response(self, data: list[Any]) -> Response:
         return Response({"results": data, "next": self.get_next_link()})

@@ -114,6 +114,7 @@ class TokenApi(APIView):
 
 class ChatListCreateApi(APIView):
     search_fields = ["title"]
+    pagination_class = ChatPagination
 
     class ChatInput(serializers.Serializer):
         title = StrictCharField()
@@ -124,7 +125,7 @@ class ChatListCreateApi(APIView):
     )
     def get(self, request: Request) -> Response:
         rows = SearchFilter().filter_queryset(request, models.Chat.objects.select_related("owner"), self)
-        paginator = ChatPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(rows, request, view=self)
         return paginator.get_paginated_response(
             ChatSerializer([chat_from_row(row) for row in page], many=True).data
@@ -166,7 +167,7 @@ class MessageListCreateApi(APIView):
     @extend_schema(responses=MessageSerializer(many=True))
     def get(self, request: Request, chat_id: str) -> Response:
         row = chat_row_or_404(parse_chat_id(chat_id))
-        paginator = MessageSeqPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(row.messages.select_related("author"), request, view=self)
         return paginator.get_paginated_response(
             MessageSerializer([message_from_row(message) for message in page], many=True).data

@@ -1,0 +1,337 @@
+"""Whatever a client sends, a refusal has the one error shape and changes nothing.
+
+Every case checks `{"error": {"code", "message"}}` and that chats, messages and the outbox are untouched.
+"""
+
+import json
+
+import pytest
+from django.conf import settings as django_settings
+from django.contrib.auth import get_user_model
+from rest_framework.test import APIClient
+
+from chats.api.throttling import WriteRateThrottle
+from chats.models import Chat, Message, OutboxEvent
+
+pytestmark = pytest.mark.django_db
+
+MAX_LENGTH = {"title": 255, "text": 4096}
+
+
+def assert_error(response, status: int, code: str | None = None) -> None:
+    assert response.status_code == status, response.content
+    assert response["Content-Type"].startswith("application/json"), response["Content-Type"]
+    body = response.json()
+    assert set(body) == {"error"}, body
+    assert isinstance(body["error"]["code"], str) and body["error"]["code"]
+    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
+    if code is not None:
+        assert body["error"]["code"] == code, body
+
+
+def state() -> tuple:
+    return (
+        Chat.objects.count(),
+        Message.objects.count(),
+        list(OutboxEvent.objects.order_by("id").values_list("event_id", flat=True)),
+    )
+
+
+@pytest.fixture
+def chat(client) -> dict:
+    """A chat with one message, so that 'unchanged' is checked against non-empty tables."""
+    created = client.post("/api/chats/", {"title": "Lunch"}, format="json").json()
+    client.post(f"/api/chats/{created['id']}/messages/", {"text": "hi"}, format="json")
+    return created
+
+
+@pytest.fixture
+def url_for(chat):
+    urls = {"title": "/api/chats/", "text": f"/api/chats/{chat['id']}/messages/"}
+    return urls.__getitem__
+
+
+def post_raw(api, url: str, body, content_type: str = "application/json"):
+    return api.generic("POST", url, body, content_type=content_type)
+
+
+def both_fields(*cases) -> list:
+    """Each (id, value-or-factory) case once for the title and once for the text."""
+    return [
+        pytest.param(field, value(max_length) if callable(value) else value, id=f"{field}-{case_id}")
+        for field, max_length in MAX_LENGTH.items()
+        for case_id, value in cases
+    ]
+
+
+# --- values the domain refuses --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    both_fields(
+        ("empty", ""),
+        ("space", " "),
+        ("whitespace", " \t\n\r "),
+        ("too-long", lambda n: "x" * (n + 1)),
+        ("too-long-inside-spaces", lambda n: "  " + "x" * (n + 1) + "  "),
+        ("far-too-long", lambda n: "x" * (n * 2)),
+    ),
+)
+def test_an_empty_blank_or_overlong_value_is_refused(client, url_for, field, value):
+    before = state()
+
+    response = client.post(url_for(field), {field: value}, format="json")
+
+    assert_error(response, 400, f"invalid_{field}")
+    assert state() == before
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    both_fields(
+        ("number", 42),
+        ("float", 4.2),
+        ("true", True),
+        ("false", False),
+        ("null", None),
+        ("list", ["Lunch"]),
+        ("empty-list", []),
+        ("object", {"value": "Lunch"}),
+    ),
+)
+def test_a_value_that_is_not_a_json_string_is_refused(client, url_for, field, value):
+    before = state()
+
+    response = client.post(url_for(field), {field: value}, format="json")
+
+    assert_error(response, 400, f"invalid_{field}")
+    assert state() == before
+
+
+@pytest.mark.parametrize("field", MAX_LENGTH)
+@pytest.mark.parametrize("body", [{}, {"name": "Lunch"}, {"TITLE": "x", "Text": "x"}], ids=["empty", "other", "case"])
+def test_a_missing_field_is_refused(client, url_for, field, body):
+    before = state()
+
+    response = client.post(url_for(field), body, format="json")
+
+    assert_error(response, 400, f"invalid_{field}")
+    assert state() == before
+
+
+@pytest.mark.parametrize("field", MAX_LENGTH)
+@pytest.mark.parametrize("body", ['["Lunch"]', '"Lunch"', "42", "true", "null", "[]", '""'])
+def test_a_json_body_that_is_not_an_object_is_an_invalid_request(client, url_for, field, body):
+    before = state()
+
+    response = post_raw(client, url_for(field), body)
+
+    assert_error(response, 400, "invalid_request")
+    assert state() == before
+
+
+@pytest.mark.parametrize("field", MAX_LENGTH)
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param('{"title": "Lunch", "text": "hi"', id="truncated"),
+        pytest.param("{'title': 'Lunch', 'text': 'hi'}", id="single-quotes"),
+        pytest.param("title=Lunch&text=hi", id="form-encoded"),
+        pytest.param('{"title": NaN, "text": NaN}', id="nan"),
+        pytest.param(b'{"title": "\xff\xfe", "text": "\xff\xfe"}', id="not-utf8"),
+        pytest.param("not json", id="words"),
+    ],
+)
+def test_a_body_that_is_not_json_is_a_parse_error(client, url_for, field, body):
+    before = state()
+
+    response = post_raw(client, url_for(field), body)
+
+    assert_error(response, 400, "parse_error")
+    assert state() == before
+
+
+# --- bodies, media types, methods, URLs -----------------------------------------------------------
+
+
+def oversized() -> str:
+    return "x" * (django_settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 1)
+
+
+@pytest.mark.parametrize("field", MAX_LENGTH)
+@pytest.mark.parametrize(
+    "content_type, encode",
+    [
+        pytest.param(
+            "application/json",
+            lambda field, padding: json.dumps({field: "Hello", "padding": padding}),
+            id="json-with-padding",
+        ),
+        pytest.param(
+            "application/json",
+            lambda field, padding: json.dumps({field: padding}),
+            id="json-huge-value",
+        ),
+        pytest.param(
+            "application/x-www-form-urlencoded",
+            lambda field, padding: f"{field}=Hello&padding={padding}",
+            id="form",
+        ),
+    ],
+)
+def test_a_body_over_the_upload_limit_is_refused_with_413(client, url_for, field, content_type, encode):
+    before = state()
+
+    response = post_raw(client, url_for(field), encode(field, oversized()), content_type=content_type)
+
+    assert_error(response, 413, "request_too_large")
+    assert state() == before
+
+
+def test_an_oversized_registration_is_refused_with_413():
+    before = get_user_model().objects.count()
+    body = json.dumps({"username": "zoe", "password": "violet-harbour-lantern-42", "padding": oversized()})
+
+    response = post_raw(APIClient(), "/api/auth/register/", body)
+
+    assert_error(response, 413, "request_too_large")
+    assert get_user_model().objects.count() == before
+
+
+@pytest.mark.parametrize("field", MAX_LENGTH)
+@pytest.mark.parametrize("content_type", ["text/plain", "application/xml", "text/csv", "application/octet-stream"])
+def test_an_unsupported_content_type_is_refused_with_415(client, url_for, field, content_type):
+    before = state()
+
+    response = post_raw(client, url_for(field), "Hello", content_type=content_type)
+
+    assert_error(response, 415, "unsupported_media_type")
+    assert state() == before
+
+
+WRONG_METHODS = [
+    ("put", "/api/chats/"),
+    ("patch", "/api/chats/"),
+    ("delete", "/api/chats/"),
+    ("post", "/api/chats/{id}/"),
+    ("put", "/api/chats/{id}/"),
+    ("patch", "/api/chats/{id}/"),
+    ("put", "/api/chats/{id}/messages/"),
+    ("patch", "/api/chats/{id}/messages/"),
+    ("delete", "/api/chats/{id}/messages/"),
+    ("get", "/api/auth/register/"),
+    ("get", "/api/auth/token/"),
+    ("delete", "/api/auth/token/"),
+    ("post", "/api/health/"),
+    ("delete", "/api/health/"),
+]
+
+
+@pytest.mark.parametrize("method, path", WRONG_METHODS)
+def test_a_wrong_method_is_refused_with_405(client, chat, method, path):
+    before = state()
+
+    response = getattr(client, method)(path.format(id=chat["id"]), {"title": "Dinner", "text": "x"}, format="json")
+
+    assert_error(response, 405, "method_not_allowed")
+    assert method.upper() not in response["Allow"]
+    assert state() == before
+
+
+UNKNOWN_URLS = [
+    "/api/",
+    "/api/nope/",
+    "/api/chat/",
+    "/api/auth/",
+    "/api/chats/{id}/nope/",
+    "/api/chats/{id}/messages/1/",
+    "/api/chats/{id}/messages/extra/",
+]
+
+
+@pytest.mark.parametrize("path", UNKNOWN_URLS)
+@pytest.mark.parametrize("method", ["get", "post", "delete"])
+@pytest.mark.parametrize("authenticated", [True, False], ids=["token", "anonymous"])
+def test_an_unknown_url_under_api_is_a_json_404_with_debug_off(
+    settings, client, chat, path, method, authenticated
+):
+    settings.DEBUG = False
+    api = client if authenticated else APIClient()
+    before = state()
+
+    response = getattr(api, method)(path.format(id=chat["id"]), {"title": "Dinner"}, format="json")
+
+    assert_error(response, 404, "not_found")
+    assert state() == before
+
+
+# --- throttling -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def three_writes_a_minute(monkeypatch):
+    # DRF copies the rates onto the throttle class when it is defined, so the settings fixture cannot reach them.
+    monkeypatch.setattr(WriteRateThrottle, "THROTTLE_RATES", {"writes": "3/minute"})
+
+
+def test_the_fourth_write_in_a_minute_is_throttled(three_writes_a_minute, client):
+    created = [client.post("/api/chats/", {"title": f"chat {n}"}, format="json") for n in range(3)]
+    assert [response.status_code for response in created] == [201, 201, 201]
+    before = state()
+
+    response = client.post("/api/chats/", {"title": "one too many"}, format="json")
+
+    assert_error(response, 429, "throttled")
+    assert int(response["Retry-After"]) > 0
+    assert state() == before
+
+
+def test_writes_of_every_kind_share_one_budget(three_writes_a_minute, client):
+    chat = client.post("/api/chats/", {"title": "Lunch"}, format="json").json()
+    client.post(f"/api/chats/{chat['id']}/messages/", {"text": "one"}, format="json")
+    client.post(f"/api/chats/{chat['id']}/messages/", {"text": "two"}, format="json")
+    before = state()
+
+    response = client.delete(f"/api/chats/{chat['id']}/")
+
+    assert_error(response, 429, "throttled")
+    assert "Retry-After" in response
+    assert state() == before
+
+
+def test_reads_are_not_throttled(three_writes_a_minute, client):
+    chat = client.post("/api/chats/", {"title": "Lunch"}, format="json").json()
+    for n in range(3):
+        client.post(f"/api/chats/{chat['id']}/messages/", {"text": f"msg {n}"}, format="json")
+    assert client.post("/api/chats/", {"title": "Dinner"}, format="json").status_code == 429
+
+    reads = [
+        client.get(url)
+        for url in ["/api/chats/", f"/api/chats/{chat['id']}/", f"/api/chats/{chat['id']}/messages/"] * 4
+    ]
+
+    assert [response.status_code for response in reads] == [200] * 12
+
+
+def test_anonymous_attempts_at_the_token_endpoint_are_throttled_too(three_writes_a_minute, ann):
+    attempts = [
+        APIClient().post("/api/auth/token/", {"username": "ann", "password": f"guess-{n}"}, format="json")
+        for n in range(3)
+    ]
+    assert [response.status_code for response in attempts] == [400, 400, 400]
+
+    response = APIClient().post("/api/auth/token/", {"username": "ann", "password": "s3cret-pass-word"}, format="json")
+
+    assert_error(response, 429, "throttled")
+    assert "Retry-After" in response
+
+
+def test_the_write_budget_is_per_user(three_writes_a_minute, client, make_user, make_client):
+    for n in range(4):
+        client.post("/api/chats/", {"title": f"chat {n}"}, format="json")
+    bob = make_client(make_user("bob"))
+
+    response = bob.post("/api/chats/", {"title": "Bob's"}, format="json")
+
+    assert response.status_code == 201, response.content

@@ -1,0 +1,178 @@
+"""The health probe and the OpenAPI document."""
+
+import json
+
+import pytest
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from chats.models import OutboxEvent
+
+pytestmark = pytest.mark.django_db
+
+
+# --- health ---------------------------------------------------------------------------------------
+
+
+def health(api=None) -> dict:
+    """The designed part of the health body (DESIGN.md: `{status, db, outbox_pending}`); more may follow."""
+    response = (api or APIClient()).get("/api/health/")
+    assert response.status_code == 200, response.content
+    body = response.json()
+    return {key: body[key] for key in ("status", "db", "outbox_pending")}
+
+
+def test_health_answers_without_authentication():
+    assert health() == {"status": "ok", "db": "ok", "outbox_pending": 0}
+
+
+def test_health_ignores_a_bad_token():
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION="Token not-a-real-token")
+
+    assert health(api) == {"status": "ok", "db": "ok", "outbox_pending": 0}
+
+
+def test_outbox_pending_counts_the_unpublished_outbox_rows(client):
+    chat = client.post("/api/chats/", {"title": "Lunch"}, format="json").json()
+    for text in ["one", "two"]:
+        client.post(f"/api/chats/{chat['id']}/messages/", {"text": text}, format="json")
+
+    assert health()["outbox_pending"] == 3
+
+    OutboxEvent.objects.filter(pk=OutboxEvent.objects.order_by("id").first().pk).update(
+        published_at=timezone.now()
+    )
+    assert health()["outbox_pending"] == 2
+
+    client.delete(f"/api/chats/{chat['id']}/")
+    assert health()["outbox_pending"] == 3
+
+    OutboxEvent.objects.update(published_at=timezone.now())
+    assert health() == {"status": "ok", "db": "ok", "outbox_pending": 0}
+
+
+# --- schema ---------------------------------------------------------------------------------------
+
+# The HTTP API table of DESIGN.md, with `{id}` as the URL conf names it.
+DESIGNED_OPERATIONS = [
+    ("post", "/api/auth/register/"),
+    ("post", "/api/auth/token/"),
+    ("post", "/api/chats/"),
+    ("get", "/api/chats/"),
+    ("get", "/api/chats/{chat_id}/"),
+    ("delete", "/api/chats/{chat_id}/"),
+    ("post", "/api/chats/{chat_id}/messages/"),
+    ("get", "/api/chats/{chat_id}/messages/"),
+    ("get", "/api/health/"),
+]
+
+
+@pytest.fixture
+def schema() -> dict:
+    response = APIClient().get("/api/schema/", {"format": "json"})
+    assert response.status_code == 200, response.content
+    return json.loads(response.content)
+
+
+def resolve(schema: dict, node: dict) -> dict:
+    while "$ref" in node:
+        name = node["$ref"].removeprefix("#/components/schemas/")
+        node = schema["components"]["schemas"][name]
+    return node
+
+
+def test_the_schema_is_an_openapi_3_document(schema):
+    assert schema["openapi"].startswith("3.")
+    assert schema["info"]["title"]
+    assert isinstance(schema["paths"], dict)
+
+
+def test_the_schema_lists_exactly_the_designed_api_paths(schema):
+    api_paths = {path for path in schema["paths"] if path != "/api/schema/"}
+
+    assert api_paths == {path for _, path in DESIGNED_OPERATIONS}
+
+
+@pytest.mark.parametrize("method, path", DESIGNED_OPERATIONS)
+def test_the_schema_documents_every_designed_operation(schema, method, path):
+    assert method in schema["paths"][path]
+
+
+@pytest.mark.parametrize(
+    "method, path, status, fields",
+    [
+        ("post", "/api/chats/", "201", {"id", "title", "owner", "created_at", "last_seq"}),
+        ("get", "/api/chats/{chat_id}/", "200", {"id", "title", "owner", "created_at", "last_seq"}),
+        ("post", "/api/chats/{chat_id}/messages/", "201", {"id", "chat_id", "seq", "text", "author", "created_at"}),
+        ("post", "/api/chats/{chat_id}/messages/", "200", {"id", "chat_id", "seq", "text", "author", "created_at"}),
+        ("post", "/api/auth/register/", "201", {"username", "token"}),
+        ("post", "/api/auth/token/", "200", {"token"}),
+    ],
+)
+def test_the_schema_describes_each_response_as_the_api_sends_it(schema, method, path, status, fields):
+    body = schema["paths"][path][method]["responses"][status]["content"]["application/json"]["schema"]
+
+    assert set(resolve(schema, body)["properties"]) == fields
+
+
+def test_the_schema_describes_the_health_body(schema):
+    body = schema["paths"]["/api/health/"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+
+    assert {"status", "db", "outbox_pending"} <= set(resolve(schema, body)["properties"])
+
+
+@pytest.mark.parametrize(
+    "path, item_fields, parameters",
+    [
+        ("/api/chats/", {"id", "title", "owner", "created_at", "last_seq"}, {"search", "cursor", "limit"}),
+        (
+            "/api/chats/{chat_id}/messages/",
+            {"id", "chat_id", "seq", "text", "author", "created_at"},
+            {"after_seq", "before_seq", "limit"},
+        ),
+    ],
+)
+def test_the_schema_describes_list_endpoints_as_pages(schema, path, item_fields, parameters):
+    operation = schema["paths"][path]["get"]
+    page = resolve(schema, operation["responses"]["200"]["content"]["application/json"]["schema"])
+
+    assert page.get("type") == "object", page
+    assert set(page["properties"]) == {"results", "next"}
+    assert page["properties"]["next"].get("nullable") is True
+    assert set(resolve(schema, page["properties"]["results"]["items"])["properties"]) == item_fields
+    assert parameters <= {parameter["name"] for parameter in operation.get("parameters", [])}
+
+
+def test_the_schema_documents_the_idempotency_key_header(schema):
+    parameters = schema["paths"]["/api/chats/{chat_id}/messages/"]["post"]["parameters"]
+
+    assert {"name": "Idempotency-Key", "in": "header"}.items() <= next(
+        parameter for parameter in parameters if parameter["name"] == "Idempotency-Key"
+    ).items()
+
+
+@pytest.mark.parametrize(
+    "method, path, anonymous",
+    [
+        ("post", "/api/auth/register/", True),
+        ("post", "/api/auth/token/", True),
+        ("get", "/api/health/", True),
+        ("get", "/api/chats/", False),
+        ("delete", "/api/chats/{chat_id}/", False),
+        ("post", "/api/chats/{chat_id}/messages/", False),
+    ],
+)
+def test_the_schema_marks_which_operations_need_authentication(schema, method, path, anonymous):
+    security = schema["paths"][path][method].get("security", [])
+
+    assert ({} in security) is anonymous
+    if not anonymous:
+        assert {"tokenAuth": []} in security
+
+
+def test_the_swagger_ui_page_is_served():
+    response = APIClient().get("/api/docs/")
+
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/html")

@@ -50,7 +50,11 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
             await super().dispatch(message)
 
     async def reject(self, code: int, error: str, message: str) -> None:
-        """Close with `code`, after an error frame saying why (accepted first, so the code reaches the client)."""
+        """Close with `code`, after an error frame saying why.
+
+        The handshake is accepted first: a close before accepting reaches the client as a bare HTTP 403.
+        """
+        await self.accept()
         await self.send_error(error, message)
         await self.close(code=code)
 
@@ -88,11 +92,11 @@ class LobbyConsumer(EventStreamConsumer):
     """`ws/chats/`: every chat created or deleted."""
 
     async def connect(self) -> None:
-        await self.accept()
         if not self.authenticated():
             await self.reject(CLOSE_UNAUTHENTICATED, "not_authenticated", "Log in, or connect with ?token=<key>.")
             return
         await self.channel_layer.group_add(LOBBY_GROUP, self.channel_name)
+        await self.accept()  # only once subscribed: an open socket means nothing from now on is missed
 
     async def disconnect(self, code: int) -> None:
         await self.channel_layer.group_discard(LOBBY_GROUP, self.channel_name)
@@ -112,7 +116,6 @@ class ChatStreamConsumer(EventStreamConsumer):
     sent_seq = 0
 
     async def connect(self) -> None:
-        await self.accept()
         if not self.authenticated():
             await self.reject(CLOSE_UNAUTHENTICATED, "not_authenticated", "Log in, or connect with ?token=<key>.")
             return
@@ -133,6 +136,9 @@ class ChatStreamConsumer(EventStreamConsumer):
         if last_seq is None:
             await self.reject(CLOSE_NOT_FOUND, "chat_not_found", "No chat has this id.")
             return
+        # Accept only now, subscribed and positioned: once the client sees the socket open, every message
+        # it posts after that is one it will receive.
+        await self.accept()
         if after_seq is None:
             self.sent_seq = last_seq  # live only: start after what exists now
         else:

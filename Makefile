@@ -25,4 +25,4 @@ test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) staticfiles .test-db.sqlite3* .pytest_cache
+	rm -rf $(VENV) staticfiles .pytest_cache

@@ -1,6 +1,7 @@
 """Settings: every knob comes from an environment variable, with a default that runs on a laptop."""
 
 import os
+import tempfile
 from pathlib import Path
 
 import dj_database_url
@@ -79,8 +80,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 20,
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
-    # A file, not :memory:, so that tests with several threads share one database.
-    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / ".test-db.sqlite3")}
+    # A file, not :memory:, so that test threads and worker processes share one database; one per test
+    # run, so that two runs on one machine do not share it.
+    DATABASES["default"]["TEST"] = {"NAME": str(Path(tempfile.gettempdir()) / f"chat-test-{os.getpid()}.sqlite3")}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -11,9 +12,17 @@ from django.db import connection
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from chats.embedded import start_kafka
+from chats.embedded import start_kafka, start_redis
 from chats.models import OutboxEvent
 from tests.helpers import database_url
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(request):
+    # PBKDF2 is slow on purpose; the tests create hundreds of users and test no hashing.
+    # Only tests with a database create users; the domain's tests stay free of Django.
+    if request.node.get_closest_marker("django_db"):
+        request.getfixturevalue("settings").PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture
@@ -63,12 +72,48 @@ def outbox():
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
+@dataclass
+class ExternalServer:
+    address: str
+
+
 @pytest.fixture(scope="session")
 def kafka_broker():
-    """One Tansu broker for the session; tests isolate themselves with a topic each."""
+    """KAFKA_BOOTSTRAP_SERVERS if set, else one embedded Tansu broker for the session.
+
+    Tests isolate themselves with a topic each (the `kafka` fixture)."""
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        yield ExternalServer(os.environ["KAFKA_BOOTSTRAP_SERVERS"])
+        return
     broker = start_kafka()
     yield broker
     broker.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    """REDIS_URL's server if set, else one embedded redis-server for the session."""
+    if os.environ.get("REDIS_URL"):
+        yield ExternalServer(os.environ["REDIS_URL"].split("//", 1)[1].split("/", 1)[0])
+        return
+    server = start_redis()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def channel_layer(redis_server, settings):
+    """The production channel layer (Redis pub/sub) on the test Redis, isolated by a per-test prefix."""
+    from channels.layers import get_channel_layer
+
+    settings.REDIS_URL = f"redis://{redis_server.address}/0"
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [settings.REDIS_URL], "prefix": f"test{uuid.uuid4().hex[:8]}"},
+        }
+    }
+    return get_channel_layer()
 
 
 @pytest.fixture
@@ -83,14 +128,12 @@ def kafka(kafka_broker, settings):
 
 
 class Worker:
-    """A `manage.py` command running as its own process, its output going to a file."""
+    """A process of the service (a `manage.py` command, or daphne) with its output going to a file."""
 
-    def __init__(self, args: tuple[str, ...], env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, argv: list[str], env: dict[str, str], log_path: Path) -> None:
         self.log_path = log_path
         with open(log_path, "w") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "manage.py", *args], cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-            )
+            self.process = subprocess.Popen(argv, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
 
     def output(self) -> str:
         return self.log_path.read_text()
@@ -103,19 +146,25 @@ class Worker:
 
 @pytest.fixture
 def worker(settings, tmp_path):
-    """Starts `manage.py <command>` as a real process on the test database; kills leftovers at teardown."""
+    """Starts `manage.py <command>` (or `daphne`, given as the command) as a real process on the test
+    database, the test's Kafka topic and Redis; kills leftovers at teardown."""
     started: list[Worker] = []
 
-    def start(*args: str, **extra_env: str) -> Worker:
+    def start(command: str, *args: str, **extra_env: str) -> Worker:
         env = dict(
             os.environ,
             DATABASE_URL=database_url(),
             KAFKA_BOOTSTRAP_SERVERS=settings.KAFKA_BOOTSTRAP_SERVERS,
             KAFKA_TOPIC=settings.KAFKA_TOPIC,
+            REDIS_URL=settings.REDIS_URL,
             PYTHONUNBUFFERED="1",
             **extra_env,
         )
-        started.append(Worker(args, env, tmp_path / f"{args[0]}-{len(started)}.log"))
+        if command == "daphne":
+            argv = [sys.executable, "-m", "daphne", *args, "chatproject.asgi:application"]
+        else:
+            argv = [sys.executable, "manage.py", command, *args]
+        started.append(Worker(argv, env, tmp_path / f"{command}-{len(started)}.log"))
         return started[-1]
 
     yield start

@@ -103,14 +103,14 @@ def redis_server():
 
 @pytest.fixture
 def channel_layer(redis_server, settings):
-    """The production channel layer (Redis pub/sub) on the test Redis, isolated by a per-test prefix."""
+    """The production channel layer (Redis pub/sub) on the test Redis, as worker processes see it."""
     from channels.layers import get_channel_layer
 
     settings.REDIS_URL = f"redis://{redis_server.address}/0"
     settings.CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-            "CONFIG": {"hosts": [settings.REDIS_URL], "prefix": f"test{uuid.uuid4().hex[:8]}"},
+            "CONFIG": {"hosts": [settings.REDIS_URL]},
         }
     }
     return get_channel_layer()
@@ -158,8 +158,8 @@ def worker(settings, tmp_path):
             KAFKA_TOPIC=settings.KAFKA_TOPIC,
             REDIS_URL=settings.REDIS_URL,
             PYTHONUNBUFFERED="1",
-            **extra_env,
         )
+        env.update(extra_env)
         if command == "daphne":
             argv = [sys.executable, "-m", "daphne", *args, "chatproject.asgi:application"]
         else:

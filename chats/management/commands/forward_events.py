@@ -11,7 +11,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
-from kafka import KafkaConsumer
+from kafka import ConsumerRebalanceListener, KafkaConsumer
 from kafka.errors import KafkaError
 from redis.exceptions import RedisError
 
@@ -24,9 +24,19 @@ logger = logging.getLogger("chats.forwarder")
 REPORT_EVERY_SECONDS = 10
 
 
+class LogAssignments(ConsumerRebalanceListener):
+    """Says which partitions this forwarder owns, so operators can see several forwarders share them."""
+
+    def on_partitions_revoked(self, revoked):
+        if revoked:
+            logger.info("partitions revoked: %s", sorted(tp.partition for tp in revoked))
+
+    def on_partitions_assigned(self, assigned):
+        logger.info("partitions assigned: %s", sorted(tp.partition for tp in assigned))
+
+
 def create_consumer(topic: str, group_id: str) -> KafkaConsumer:
-    return KafkaConsumer(
-        topic,
+    consumer = KafkaConsumer(
         bootstrap_servers=bootstrap_servers(),
         group_id=group_id,
         # Offsets are committed only after the records were sent to the channel layer.
@@ -40,6 +50,8 @@ def create_consumer(topic: str, group_id: str) -> KafkaConsumer:
         max_poll_records=500,
         **FAIL_FAST,
     )
+    consumer.subscribe([topic], listener=LogAssignments())
+    return consumer
 
 
 class Command(BaseCommand):

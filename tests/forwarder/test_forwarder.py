@@ -1,0 +1,210 @@
+"""forward_events on the real broker (Tansu) and the real Redis, run as real processes."""
+
+import asyncio
+import json
+import re
+import uuid
+
+import pytest
+from django.conf import settings as django_settings
+from kafka import KafkaAdminClient
+
+from chats.consumers import LOBBY_GROUP, chat_group
+from chats.embedded import free_port, start_redis
+from chats.forwarder import InvalidEnvelope, RecentEventIds, parse_envelope
+from chats.kafka import create_producer
+from tests.helpers import wait_until
+
+
+
+def envelope(chat_id: str, seq: int, event_type: str = "message.created") -> dict:
+    payload = (
+        {"id": str(uuid.uuid4()), "chat_id": chat_id, "seq": seq, "text": f"m{seq}", "author": "ann",
+         "created_at": "2026-11-29T04:00:00Z"}
+        if event_type == "message.created"
+        else {"id": chat_id, "title": "Lunch", "owner": "ann", "created_at": "2026-11-29T04:00:00Z", "last_seq": 0}
+    )
+    return {"event_id": str(uuid.uuid4()), "event_type": event_type, "occurred_at": "2026-11-29T04:00:00Z",
+            "chat_id": chat_id, "payload": payload}
+
+
+def produce(values: list[tuple[str, bytes]]) -> None:
+    """Records as the relay writes them: key = chat id, header event_type."""
+    producer = create_producer()
+    try:
+        for key, value in values:
+            producer.send(django_settings.KAFKA_TOPIC, key=key.encode(), value=value,
+                          headers=[("event_type", b"message.created")])
+        producer.flush()
+    finally:
+        producer.close()
+
+
+def as_record(value: dict) -> tuple[str, bytes]:
+    return value["chat_id"], json.dumps(value).encode()
+
+
+async def listen(layer, *groups: str) -> str:
+    channel = await layer.new_channel()
+    for group in groups:
+        await layer.group_add(group, channel)
+    return channel
+
+
+async def receive(layer, channel: str, count: int, timeout: float = 30) -> list[dict]:
+    return [await asyncio.wait_for(layer.receive(channel), timeout) for _ in range(count)]
+
+
+async def received_nothing_more(layer, channel: str, within: float = 1.0) -> bool:
+    try:
+        await asyncio.wait_for(layer.receive(channel), within)
+    except asyncio.TimeoutError:
+        return True
+    return False
+
+
+def committed(group: str) -> int:
+    """Sum of the group's committed offsets on the test topic."""
+    admin = KafkaAdminClient(bootstrap_servers=django_settings.KAFKA_BOOTSTRAP_SERVERS)
+    try:
+        offsets = admin.list_group_offsets(group).get(group, {})
+    finally:
+        admin.close()
+    return sum(o.offset for tp, o in offsets.items() if tp.topic == django_settings.KAFKA_TOPIC and o.offset > 0)
+
+
+async def start_forwarder(worker, *args, **env):
+    forwarder = worker("forward_events", *args, **env)
+    await asyncio.to_thread(wait_until, lambda: "partitions assigned: [" in forwarder.output(), 60,
+                            message="the forwarder to join its group")
+    return forwarder
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_events_reach_the_chat_group_and_chat_events_the_lobby_too(kafka, channel_layer, worker):
+    chat_id = str(uuid.uuid4())
+    chat_channel = await listen(channel_layer, chat_group(chat_id))
+    lobby_channel = await listen(channel_layer, LOBBY_GROUP)
+    events = [envelope(chat_id, 0, "chat.created"), envelope(chat_id, 1), envelope(chat_id, 2),
+              envelope(chat_id, 2, "chat.deleted")]
+    produce([as_record(e) for e in events])
+    forwarder = await start_forwarder(worker, "--group", "forwarder-delivery")
+
+    got = await receive(channel_layer, chat_channel, 4)
+    assert got == [{"type": "chat.event", "envelope": e} for e in events]
+    lobby = await receive(channel_layer, lobby_channel, 2)
+    assert [m["envelope"]["event_type"] for m in lobby] == ["chat.created", "chat.deleted"]
+    assert await received_nothing_more(channel_layer, lobby_channel)
+
+    await asyncio.to_thread(wait_until, lambda: committed("forwarder-delivery") == 4, 20,
+                            message="the offsets to be committed after the send")
+    assert forwarder.stop() == 0
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_a_repeated_event_id_is_forwarded_once(kafka, channel_layer, worker):
+    chat_id = str(uuid.uuid4())
+    channel = await listen(channel_layer, chat_group(chat_id))
+    first, second = envelope(chat_id, 1), envelope(chat_id, 2)
+    produce([as_record(first), as_record(first), as_record(second), as_record(first)])
+    await start_forwarder(worker, "--group", "forwarder-dedup")
+
+    got = await receive(channel_layer, channel, 2)
+    assert [m["envelope"]["event_id"] for m in got] == [first["event_id"], second["event_id"]]
+    assert await received_nothing_more(channel_layer, channel)
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_a_record_that_is_not_an_envelope_is_logged_with_its_position_and_skipped(kafka, channel_layer, worker):
+    chat_id = str(uuid.uuid4())
+    channel = await listen(channel_layer, chat_group(chat_id))
+    good = envelope(chat_id, 1)
+    produce([(chat_id, b"\xff not json"), (chat_id, b'{"event_id": "x"}'), as_record(good)])
+    forwarder = await start_forwarder(worker, "--group", "forwarder-bad-records")
+
+    [message] = await receive(channel_layer, channel, 1)
+    assert message["envelope"] == good
+    log = forwarder.output()
+    assert len(re.findall(rf"skipping record {django_settings.KAFKA_TOPIC}\[\d+\]@\d+: ", log)) == 2
+    assert "not UTF-8 JSON" in log and "missing" in log
+    await asyncio.to_thread(wait_until, lambda: committed("forwarder-bad-records") == 3, 20,
+                            message="the bad records to be committed past")
+    assert forwarder.process.poll() is None
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_nothing_is_committed_while_redis_is_down_and_it_is_all_sent_when_it_is_back(kafka, worker, settings):
+    port = free_port()
+    redis = start_redis(port=port)
+    try:
+        forwarder = await start_forwarder(worker, "--group", "forwarder-redis-down",
+                                          REDIS_URL=f"redis://127.0.0.1:{port}/0")
+        redis.stop()
+        chat_id = str(uuid.uuid4())
+        events = [envelope(chat_id, seq) for seq in (1, 2, 3)]
+        produce([as_record(e) for e in events])
+        await asyncio.to_thread(wait_until, lambda: "channel layer unavailable" in forwarder.output(), 30,
+                                message="the forwarder to notice Redis is gone")
+        assert committed("forwarder-redis-down") == 0
+        assert forwarder.process.poll() is None, "the forwarder survives the outage"
+
+        redis = start_redis(port=port)
+        await asyncio.to_thread(wait_until, lambda: committed("forwarder-redis-down") == 3, 60,
+                                message="the forwarder to send and commit once Redis is back")
+        assert "forwarded 3" in await asyncio.to_thread(
+            wait_until, lambda: re.search(r"forwarded 3\b", forwarder.output()) and forwarder.output(), 30,
+            message="the forwarder's report")
+    finally:
+        redis.stop()
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_two_forwarders_in_one_group_share_the_partitions(kafka, channel_layer, worker):
+    first = await start_forwarder(worker, "--group", "forwarder-pair")
+    second = worker("forward_events", "--group", "forwarder-pair")
+
+    def assignments():
+        found = [re.findall(r"partitions assigned: \[([\d, ]*)\]", w.output()) for w in (first, second)]
+        latest = [set(map(int, filter(None, f[-1].split(", ")))) if f else None for f in found]
+        return latest if all(latest) and not (latest[0] & latest[1]) else None
+
+    shares = await asyncio.to_thread(wait_until, assignments, 60, message="both forwarders to own partitions")
+    assert shares[0] | shares[1] == set(range(django_settings.KAFKA_TOPIC_PARTITIONS))
+
+    chats = [str(uuid.uuid4()) for _ in range(24)]
+    channel = await listen(channel_layer, *(chat_group(c) for c in chats))
+    events = [envelope(c, 1) for c in chats]
+    produce([as_record(e) for e in events])
+    got = await receive(channel_layer, channel, len(events))
+    assert sorted(m["envelope"]["event_id"] for m in got) == sorted(e["event_id"] for e in events)
+    assert await received_nothing_more(channel_layer, channel)
+    assert [first.stop(), second.stop()] == [0, 0]
+
+
+@pytest.mark.parametrize(
+    "value, problem",
+    [
+        (b"", "not UTF-8 JSON"),
+        (b"[1, 2]", "not a JSON object"),
+        (b'{"event_id": "1"}', "missing"),
+        (json.dumps({**envelope(str(uuid.uuid4()), 1), "event_type": "chat.renamed"}).encode(), "unknown event_type"),
+        (json.dumps({**envelope(str(uuid.uuid4()), 1), "chat_id": "nope"}).encode(), "chat_id is not a UUID"),
+        (json.dumps({**envelope(str(uuid.uuid4()), 1), "payload": []}).encode(), "payload is not an object"),
+        (json.dumps({**envelope(str(uuid.uuid4()), 1), "payload": {"seq": "1"}}).encode(), "positive integer seq"),
+    ],
+)
+def test_parse_envelope_refuses_what_is_not_an_envelope(value, problem):
+    with pytest.raises(InvalidEnvelope, match=problem):
+        parse_envelope(value)
+
+
+def test_recent_event_ids_forget_the_oldest_beyond_their_capacity():
+    recent = RecentEventIds(capacity=2)
+    for event_id in ("a", "b", "c"):
+        recent.add(event_id)
+    assert "a" not in recent and "b" in recent and "c" in recent

@@ -11,7 +11,12 @@ from rest_framework.fields import DateTimeField
 from chats import models
 from chats.serializers import ChatSerializer, MessageSerializer
 from messaging_domain.entities import Chat, Message
-from messaging_domain.events import ChatDeletedEvent, Event, NewChatCreatedEvent, NewMessageReceivedEvent
+from messaging_domain.events import (
+    ChatDeletedEvent,
+    Event,
+    NewChatCreatedEvent,
+    NewMessageReceivedEvent,
+)
 from messaging_domain.exceptions import ChatTitleTaken, IdempotencyKeyReused
 from messaging_domain.ports import ChatRepository, MessageRepository, UnitOfWork
 from messaging_domain.values import Participant, Text, Title

@@ -3,7 +3,12 @@
 import logging
 
 from chats.adapters import DjangoUnitOfWork
-from messaging_domain.events import ChatDeletedEvent, Event, NewChatCreatedEvent, NewMessageReceivedEvent
+from messaging_domain.events import (
+    ChatDeletedEvent,
+    Event,
+    NewChatCreatedEvent,
+    NewMessageReceivedEvent,
+)
 from messaging_domain.mediator import Mediator, create_mediator
 
 logger = logging.getLogger("chats.events")

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from messaging_domain.commands import CreateChatCommand, CreateMessageCommand, DeleteChatCommand
+from messaging_domain.commands import (
+    CreateChatCommand,
+    CreateMessageCommand,
+    DeleteChatCommand,
+)
 from messaging_domain.entities import Chat, Message
 from messaging_domain.exceptions import ChatTitleTaken, IdempotencyKeyReused
 from messaging_domain.ports import UnitOfWork

@@ -4,10 +4,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from messaging_domain.exceptions import InvalidText, InvalidTitle
+from messaging_domain.exceptions import DomainError, InvalidText, InvalidTitle
 
 TITLE_MAX_LENGTH = 255
 TEXT_MAX_LENGTH = 4096
+
+
+def _stripped(value: object, max_length: int, error: type[DomainError], what: str) -> str:
+    """The value without surrounding whitespace, if it is a string of 1 to max_length characters then."""
+    if not isinstance(value, str):
+        raise error(f"The {what} must be a string.")
+    value = value.strip()
+    if not value:
+        raise error(f"The {what} must not be empty.")
+    if len(value) > max_length:
+        raise error(f"The {what} must be at most {max_length} characters.")
+    return value
 
 
 @dataclass(frozen=True)
@@ -17,14 +29,7 @@ class Title:
     value: str
 
     def __post_init__(self) -> None:
-        if not isinstance(self.value, str):
-            raise InvalidTitle("The title must be a string.")
-        value = self.value.strip()
-        if not value:
-            raise InvalidTitle("The title must not be empty.")
-        if len(value) > TITLE_MAX_LENGTH:
-            raise InvalidTitle(f"The title must be at most {TITLE_MAX_LENGTH} characters.")
-        object.__setattr__(self, "value", value)
+        object.__setattr__(self, "value", _stripped(self.value, TITLE_MAX_LENGTH, InvalidTitle, "title"))
 
     @property
     def key(self) -> str:
@@ -42,14 +47,7 @@ class Text:
     value: str
 
     def __post_init__(self) -> None:
-        if not isinstance(self.value, str):
-            raise InvalidText("The text must be a string.")
-        value = self.value.strip()
-        if not value:
-            raise InvalidText("The text must not be empty.")
-        if len(value) > TEXT_MAX_LENGTH:
-            raise InvalidText(f"The text must be at most {TEXT_MAX_LENGTH} characters.")
-        object.__setattr__(self, "value", value)
+        object.__setattr__(self, "value", _stripped(self.value, TEXT_MAX_LENGTH, InvalidText, "text"))
 
     def __str__(self) -> str:
         return self.value

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from rest_framework import serializers
 from django.utils.dateparse import parse_datetime
+from rest_framework import serializers
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import BasePagination, CursorPagination
 from rest_framework.response import Response

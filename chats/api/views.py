@@ -26,7 +26,11 @@ from chats.api.errors import error_body
 from chats.api.pagination import ChatPagination, MessageSeqPagination
 from chats.bootstrap import mediator
 from chats.serializers import ChatSerializer, MessageSerializer
-from messaging_domain.commands import CreateChatCommand, CreateMessageCommand, DeleteChatCommand
+from messaging_domain.commands import (
+    CreateChatCommand,
+    CreateMessageCommand,
+    DeleteChatCommand,
+)
 from messaging_domain.exceptions import ChatNotFound
 
 

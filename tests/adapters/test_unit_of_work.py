@@ -8,7 +8,11 @@ from django.db import transaction
 from chats import models
 from chats.adapters import DjangoUnitOfWork, participant_of
 from chats.bootstrap import mediator
-from messaging_domain.commands import CreateChatCommand, CreateMessageCommand, DeleteChatCommand
+from messaging_domain.commands import (
+    CreateChatCommand,
+    CreateMessageCommand,
+    DeleteChatCommand,
+)
 from messaging_domain.entities import Chat
 from messaging_domain.exceptions import ChatNotFound, ChatTitleTaken
 from messaging_domain.values import Title

@@ -8,3 +8,13 @@ def _fresh_throttle_counters():
     cache.clear()
     yield
     cache.clear()
+
+
+@pytest.fixture
+def bob(make_user):
+    return make_user("bob")
+
+
+@pytest.fixture
+def bob_client(make_client, bob):
+    return make_client(bob)

@@ -8,6 +8,7 @@ from django.contrib.admin.models import ADDITION, DELETION, LogEntry
 from django.utils import formats, timezone
 
 from chats.models import Chat, Message, OutboxEvent
+from tests.api.support import database_state
 
 pytestmark = pytest.mark.django_db
 
@@ -23,24 +24,11 @@ def delete_url(chat_id: str) -> str:
     return f"/admin/chats/chat/{chat_id}/delete/"
 
 
-def state() -> tuple:
-    return (
-        Chat.objects.count(),
-        Message.objects.count(),
-        list(OutboxEvent.objects.order_by("id").values_list("event_id", flat=True)),
-    )
-
-
 def new_events(before: tuple) -> list[dict]:
     seen = set(before[2])
     return [
         row.envelope for row in OutboxEvent.objects.order_by("id") if row.event_id not in seen
     ]
-
-
-@pytest.fixture
-def bob_client(make_user, make_client):
-    return make_client(make_user("bob"))
 
 
 @pytest.fixture
@@ -136,13 +124,13 @@ def test_the_change_page_shows_the_chat_and_its_messages_read_only(admin_client,
 
 def test_the_change_page_cannot_be_used_to_edit_a_chat(admin_client, chats):
     chat = chats["Lunch plans"]
-    before = state()
+    before = database_state()
 
     response = admin_client.post(change_url(chat["id"]), {"title": "Renamed"})
 
     assert response.status_code == 403
     assert Chat.objects.get(pk=chat["id"]).title == "Lunch plans"
-    assert state() == before
+    assert database_state() == before
 
 
 # --- add ------------------------------------------------------------------------------------------
@@ -156,7 +144,7 @@ def test_the_add_form_asks_for_a_title_only(admin_client):
 
 
 def test_adding_a_chat_in_the_admin_goes_through_the_mediator(admin_client, admin_user):
-    before = state()
+    before = database_state()
 
     response = admin_client.post(ADD, {"title": "  Town hall  "})
 
@@ -199,7 +187,7 @@ def test_a_chat_added_in_the_admin_is_visible_in_the_api(admin_client, client):
     ],
 )
 def test_an_invalid_or_taken_title_re_renders_the_add_form_and_writes_nothing(admin_client, chats, title):
-    before = state()
+    before = database_state()
 
     response = admin_client.post(ADD, {"title": title})
 
@@ -207,7 +195,7 @@ def test_an_invalid_or_taken_title_re_renders_the_add_form_and_writes_nothing(ad
     form = response.context["adminform"].form
     assert form.errors.get("title"), form.errors
     assert 'class="errorlist' in response.content.decode()
-    assert state() == before
+    assert database_state() == before
     assert not LogEntry.objects.exists()
 
 
@@ -216,7 +204,7 @@ def test_an_invalid_or_taken_title_re_renders_the_add_form_and_writes_nothing(ad
 
 def test_deleting_a_chat_in_the_admin_writes_a_chat_deleted_event(admin_client, chats):
     chat = chats["Lunch plans"]
-    before = state()
+    before = database_state()
 
     confirm = admin_client.get(delete_url(chat["id"]))
     response = admin_client.post(delete_url(chat["id"]), {"post": "yes"})
@@ -234,7 +222,7 @@ def test_deleting_a_chat_in_the_admin_writes_a_chat_deleted_event(admin_client, 
 
 def test_the_bulk_delete_action_writes_one_chat_deleted_event_per_chat(admin_client, chats):
     doomed = [chats["Lunch plans"]["id"], chats["Team lunch"]["id"]]
-    before = state()
+    before = database_state()
 
     confirm = admin_client.post(CHANGELIST, {"action": "delete_selected", "_selected_action": doomed})
     response = admin_client.post(
@@ -251,11 +239,11 @@ def test_the_bulk_delete_action_writes_one_chat_deleted_event_per_chat(admin_cli
 
 
 def test_the_bulk_delete_confirmation_page_deletes_nothing(admin_client, chats):
-    before = state()
+    before = database_state()
 
     response = admin_client.post(
         CHANGELIST, {"action": "delete_selected", "_selected_action": [chats["Dinner"]["id"]]}
     )
 
     assert response.status_code == 200
-    assert state() == before
+    assert database_state() == before

@@ -7,19 +7,11 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from chats.models import Chat, Message, OutboxEvent
+from tests.api.support import assert_error
 
 pytestmark = pytest.mark.django_db
 
 STRONG_PASSWORD = "violet-harbour-lantern-42"
-
-
-def assert_error(response, status: int, code: str) -> None:
-    assert response.status_code == status, response.content
-    assert response["Content-Type"].startswith("application/json")
-    body = response.json()
-    assert set(body) == {"error"}
-    assert body["error"]["code"] == code
-    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
 
 
 def register(payload, **extra):

@@ -11,30 +11,11 @@ from django.contrib.auth import get_user_model
 from rest_framework.test import APIClient
 
 from chats.api.throttling import WriteRateThrottle
-from chats.models import Chat, Message, OutboxEvent
+from tests.api.support import assert_error, database_state
 
 pytestmark = pytest.mark.django_db
 
 MAX_LENGTH = {"title": 255, "text": 4096}
-
-
-def assert_error(response, status: int, code: str | None = None) -> None:
-    assert response.status_code == status, response.content
-    assert response["Content-Type"].startswith("application/json"), response["Content-Type"]
-    body = response.json()
-    assert set(body) == {"error"}, body
-    assert isinstance(body["error"]["code"], str) and body["error"]["code"]
-    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
-    if code is not None:
-        assert body["error"]["code"] == code, body
-
-
-def state() -> tuple:
-    return (
-        Chat.objects.count(),
-        Message.objects.count(),
-        list(OutboxEvent.objects.order_by("id").values_list("event_id", flat=True)),
-    )
 
 
 @pytest.fixture
@@ -79,12 +60,12 @@ def both_fields(*cases) -> list:
     ),
 )
 def test_an_empty_blank_or_overlong_value_is_refused(client, url_for, field, value):
-    before = state()
+    before = database_state()
 
     response = client.post(url_for(field), {field: value}, format="json")
 
     assert_error(response, 400, f"invalid_{field}")
-    assert state() == before
+    assert database_state() == before
 
 
 @pytest.mark.parametrize(
@@ -101,34 +82,34 @@ def test_an_empty_blank_or_overlong_value_is_refused(client, url_for, field, val
     ),
 )
 def test_a_value_that_is_not_a_json_string_is_refused(client, url_for, field, value):
-    before = state()
+    before = database_state()
 
     response = client.post(url_for(field), {field: value}, format="json")
 
     assert_error(response, 400, f"invalid_{field}")
-    assert state() == before
+    assert database_state() == before
 
 
 @pytest.mark.parametrize("field", MAX_LENGTH)
 @pytest.mark.parametrize("body", [{}, {"name": "Lunch"}, {"TITLE": "x", "Text": "x"}], ids=["empty", "other", "case"])
 def test_a_missing_field_is_refused(client, url_for, field, body):
-    before = state()
+    before = database_state()
 
     response = client.post(url_for(field), body, format="json")
 
     assert_error(response, 400, f"invalid_{field}")
-    assert state() == before
+    assert database_state() == before
 
 
 @pytest.mark.parametrize("field", MAX_LENGTH)
 @pytest.mark.parametrize("body", ['["Lunch"]', '"Lunch"', "42", "true", "null", "[]", '""'])
 def test_a_json_body_that_is_not_an_object_is_an_invalid_request(client, url_for, field, body):
-    before = state()
+    before = database_state()
 
     response = post_raw(client, url_for(field), body)
 
     assert_error(response, 400, "invalid_request")
-    assert state() == before
+    assert database_state() == before
 
 
 @pytest.mark.parametrize("field", MAX_LENGTH)
@@ -144,12 +125,12 @@ def test_a_json_body_that_is_not_an_object_is_an_invalid_request(client, url_for
     ],
 )
 def test_a_body_that_is_not_json_is_a_parse_error(client, url_for, field, body):
-    before = state()
+    before = database_state()
 
     response = post_raw(client, url_for(field), body)
 
     assert_error(response, 400, "parse_error")
-    assert state() == before
+    assert database_state() == before
 
 
 # --- bodies, media types, methods, URLs -----------------------------------------------------------
@@ -181,12 +162,12 @@ def oversized() -> str:
     ],
 )
 def test_a_body_over_the_upload_limit_is_refused_with_413(client, url_for, field, content_type, encode):
-    before = state()
+    before = database_state()
 
     response = post_raw(client, url_for(field), encode(field, oversized()), content_type=content_type)
 
     assert_error(response, 413, "request_too_large")
-    assert state() == before
+    assert database_state() == before
 
 
 def test_an_oversized_registration_is_refused_with_413():
@@ -202,12 +183,12 @@ def test_an_oversized_registration_is_refused_with_413():
 @pytest.mark.parametrize("field", MAX_LENGTH)
 @pytest.mark.parametrize("content_type", ["text/plain", "application/xml", "text/csv", "application/octet-stream"])
 def test_an_unsupported_content_type_is_refused_with_415(client, url_for, field, content_type):
-    before = state()
+    before = database_state()
 
     response = post_raw(client, url_for(field), "Hello", content_type=content_type)
 
     assert_error(response, 415, "unsupported_media_type")
-    assert state() == before
+    assert database_state() == before
 
 
 WRONG_METHODS = [
@@ -230,13 +211,13 @@ WRONG_METHODS = [
 
 @pytest.mark.parametrize("method, path", WRONG_METHODS)
 def test_a_wrong_method_is_refused_with_405(client, chat, method, path):
-    before = state()
+    before = database_state()
 
     response = getattr(client, method)(path.format(id=chat["id"]), {"title": "Dinner", "text": "x"}, format="json")
 
     assert_error(response, 405, "method_not_allowed")
     assert method.upper() not in response["Allow"]
-    assert state() == before
+    assert database_state() == before
 
 
 UNKNOWN_URLS = [
@@ -258,12 +239,12 @@ def test_an_unknown_url_under_api_is_a_json_404_with_debug_off(
 ):
     settings.DEBUG = False
     api = client if authenticated else APIClient()
-    before = state()
+    before = database_state()
 
     response = getattr(api, method)(path.format(id=chat["id"]), {"title": "Dinner"}, format="json")
 
     assert_error(response, 404, "not_found")
-    assert state() == before
+    assert database_state() == before
 
 
 # --- throttling -----------------------------------------------------------------------------------
@@ -278,26 +259,26 @@ def three_writes_a_minute(monkeypatch):
 def test_the_fourth_write_in_a_minute_is_throttled(three_writes_a_minute, client):
     created = [client.post("/api/chats/", {"title": f"chat {n}"}, format="json") for n in range(3)]
     assert [response.status_code for response in created] == [201, 201, 201]
-    before = state()
+    before = database_state()
 
     response = client.post("/api/chats/", {"title": "one too many"}, format="json")
 
     assert_error(response, 429, "throttled")
     assert int(response["Retry-After"]) > 0
-    assert state() == before
+    assert database_state() == before
 
 
 def test_writes_of_every_kind_share_one_budget(three_writes_a_minute, client):
     chat = client.post("/api/chats/", {"title": "Lunch"}, format="json").json()
     client.post(f"/api/chats/{chat['id']}/messages/", {"text": "one"}, format="json")
     client.post(f"/api/chats/{chat['id']}/messages/", {"text": "two"}, format="json")
-    before = state()
+    before = database_state()
 
     response = client.delete(f"/api/chats/{chat['id']}/")
 
     assert_error(response, 429, "throttled")
     assert "Retry-After" in response
-    assert state() == before
+    assert database_state() == before
 
 
 def test_reads_are_not_throttled(three_writes_a_minute, client):

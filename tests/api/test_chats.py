@@ -6,18 +6,11 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from chats.models import Chat, Message, OutboxEvent
+from tests.api.support import assert_error, walk
 
 pytestmark = pytest.mark.django_db
 
 CHAT_FIELDS = {"id", "title", "owner", "created_at", "last_seq"}
-
-
-def assert_error(response, status: int, code: str) -> None:
-    assert response.status_code == status, response.content
-    body = response.json()
-    assert set(body) == {"error"}
-    assert body["error"]["code"] == code
-    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
 
 
 def parse_utc(text: str) -> datetime:
@@ -30,30 +23,6 @@ def create_chat(api, title: str) -> dict:
     response = api.post("/api/chats/", {"title": title}, format="json")
     assert response.status_code == 201, response.content
     return response.json()
-
-
-def walk(api, url: str) -> list[list[dict]]:
-    """Every page from `url` on, following `next` until it is null."""
-    pages = []
-    while url is not None:
-        response = api.get(url)
-        assert response.status_code == 200, response.content
-        body = response.json()
-        assert set(body) == {"results", "next"}
-        pages.append(body["results"])
-        url = body["next"]
-        assert len(pages) < 100, "next never became null"
-    return pages
-
-
-@pytest.fixture
-def bob(make_user):
-    return make_user("bob")
-
-
-@pytest.fixture
-def bob_client(make_client, bob):
-    return make_client(bob)
 
 
 # --- create ---------------------------------------------------------------------------------------

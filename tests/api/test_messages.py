@@ -6,30 +6,11 @@ from datetime import datetime, timedelta
 import pytest
 
 from chats.models import Chat, Message, OutboxEvent
+from tests.api.support import assert_error
 
 pytestmark = pytest.mark.django_db
 
 MESSAGE_FIELDS = {"id", "chat_id", "seq", "text", "author", "created_at"}
-
-
-def assert_error(response, status: int, code: str | None = None) -> None:
-    assert response.status_code == status, response.content
-    body = response.json()
-    assert set(body) == {"error"}
-    assert isinstance(body["error"]["code"], str) and body["error"]["code"]
-    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
-    if code is not None:
-        assert body["error"]["code"] == code
-
-
-@pytest.fixture
-def bob(make_user):
-    return make_user("bob")
-
-
-@pytest.fixture
-def bob_client(make_client, bob):
-    return make_client(bob)
 
 
 @pytest.fixture

@@ -1,6 +1,11 @@
 import pytest
 
-from messaging_domain.events import ChatDeletedEvent, Event, NewChatCreatedEvent, NewMessageReceivedEvent
+from messaging_domain.events import (
+    ChatDeletedEvent,
+    Event,
+    NewChatCreatedEvent,
+    NewMessageReceivedEvent,
+)
 from messaging_domain.mediator import Mediator, create_mediator
 from messaging_domain.values import Participant
 from tests.domain.fakes import FakeDatabase, FakeUnitOfWork

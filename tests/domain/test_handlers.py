@@ -2,8 +2,16 @@ import uuid
 
 import pytest
 
-from messaging_domain.commands import CreateChatCommand, CreateMessageCommand, DeleteChatCommand
-from messaging_domain.events import ChatDeletedEvent, NewChatCreatedEvent, NewMessageReceivedEvent
+from messaging_domain.commands import (
+    CreateChatCommand,
+    CreateMessageCommand,
+    DeleteChatCommand,
+)
+from messaging_domain.events import (
+    ChatDeletedEvent,
+    NewChatCreatedEvent,
+    NewMessageReceivedEvent,
+)
 from messaging_domain.exceptions import (
     ChatNotFound,
     ChatTitleTaken,

@@ -16,7 +16,6 @@ from chats.kafka import create_producer
 from tests.helpers import wait_until
 
 
-
 def envelope(chat_id: str, seq: int, event_type: str = "message.created") -> dict:
     payload = (
         {"id": str(uuid.uuid4()), "chat_id": chat_id, "seq": seq, "text": f"m{seq}", "author": "ann",

@@ -32,6 +32,27 @@ def write_burst(owner, chats: int, messages: int, prefix: str = "chat") -> int:
     return chats * (messages + 1)
 
 
+def write_concurrently(owners, chats: int, messages: int) -> int:
+    """One writer thread per owner, each writing its own burst; returns the number of events written."""
+    errors = []
+
+    def write(owner, n):
+        try:
+            write_burst(owner, chats=chats, messages=messages, prefix=f"w{n}")
+        except Exception as error:  # collected and asserted on below
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=write, args=(owner, n)) for n, owner in enumerate(owners)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    return len(owners) * chats * (messages + 1)
+
+
 def pending_count() -> int:
     return models.OutboxEvent.objects.filter(models.OutboxEvent.PENDING).count()
 
@@ -74,24 +95,7 @@ def test_every_event_of_a_burst_reaches_the_topic_exactly_as_its_envelope(kafka,
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_writers_on_several_chats_keep_per_chat_order_on_the_topic(kafka, make_user, worker):
     relay = worker("relay_outbox", "--batch-size", "20", "--poll-interval", "0.05")
-    writers = [make_user(f"writer{n}") for n in range(4)]
-    errors = []
-
-    def write(owner, n):
-        try:
-            write_burst(owner, chats=2, messages=40, prefix=f"w{n}")
-        except Exception as error:  # reported below
-            errors.append(error)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=write, args=(owner, n)) for n, owner in enumerate(writers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
-    total = 4 * 2 * 41
+    total = write_concurrently([make_user(f"writer{n}") for n in range(4)], chats=2, messages=40)
 
     wait_until(lambda: pending_count() == 0, message="the relay to drain the outbox")
     assert relay.stop() == 0
@@ -161,24 +165,7 @@ def test_events_written_while_the_broker_is_down_wait_unmarked_and_arrive_when_i
 @pytest.mark.django_db(transaction=True)
 def test_two_relays_on_postgresql_publish_every_row_once_in_per_chat_order(kafka, make_user, worker):
     relays = [worker("relay_outbox", "--batch-size", "10", "--poll-interval", "0.05") for _ in range(2)]
-    owners = [make_user(f"writer{n}") for n in range(3)]
-    errors = []
-
-    def write(owner, n):
-        try:
-            write_burst(owner, chats=3, messages=60, prefix=f"w{n}")
-        except Exception as error:  # reported below
-            errors.append(error)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=write, args=(owner, n)) for n, owner in enumerate(owners)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
-    total = 3 * 3 * 61
+    total = write_concurrently([make_user(f"writer{n}") for n in range(3)], chats=3, messages=60)
 
     wait_until(lambda: pending_count() == 0, message="the relays to drain the outbox")
     assert [relay.stop() for relay in relays] == [0, 0]

@@ -7,13 +7,17 @@ from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 from rest_framework.authtoken.models import Token
 
+from chatproject.asgi import application
 from chats import consumers
 from chats.adapters import participant_of
 from chats.bootstrap import mediator
 from chats.consumers import LOBBY_GROUP, chat_group
 from chats.models import OutboxEvent
-from chatproject.asgi import application
-from messaging_domain.commands import CreateChatCommand, CreateMessageCommand, DeleteChatCommand
+from messaging_domain.commands import (
+    CreateChatCommand,
+    CreateMessageCommand,
+    DeleteChatCommand,
+)
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 

@@ -12,8 +12,20 @@ from django.db import InterfaceError, OperationalError, connection
 from kafka.errors import KafkaError
 
 from chats.kafka import bootstrap_servers, create_producer, ensure_topic
-from chats.relay import BrokerUnavailable, OutboxWakeup, prune_published, relay_batch, retry_parked
-from chats.workers import Backoff, StopFlag, parse_duration, positive_float, positive_int
+from chats.relay import (
+    BrokerUnavailable,
+    OutboxWakeup,
+    prune_published,
+    relay_batch,
+    retry_parked,
+)
+from chats.workers import (
+    Backoff,
+    StopFlag,
+    parse_duration,
+    positive_float,
+    positive_int,
+)
 
 logger = logging.getLogger("chats.relay")
 

@@ -18,9 +18,22 @@ def env_list(name: str, default: str) -> list[str]:
 
 
 DEBUG = env_bool("DJANGO_DEBUG")
-# The fallback is for a local run only; production sets DJANGO_SECRET_KEY (docker-compose.yml does).
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or "insecure-local-key-set-DJANGO_SECRET_KEY-in-production"
+# The fallback is for a local run only; production sets DJANGO_SECRET_KEY (docker-compose.yml does), and
+# `manage.py check --deploy` flags the fallback by its "django-insecure-" prefix.
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or "django-insecure-local-key-set-DJANGO_SECRET_KEY-in-production"
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver")
+
+# Behind TLS (DJANGO_HTTPS=1): HTTPS only, secure cookies, HSTS. The proxy in front terminates TLS and says so
+# in X-Forwarded-Proto; with DJANGO_HTTPS unset (a laptop, the tests) plain HTTP works.
+if env_bool("DJANGO_HTTPS"):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = True
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_HSTS_SECONDS", str(365 * 24 * 3600)))
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    CSRF_TRUSTED_ORIGINS = [f"https://{host.lstrip('.')}" for host in ALLOWED_HOSTS if host != "*"]
 
 INSTALLED_APPS = [
     "daphne",
@@ -111,7 +124,10 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_THROTTLE_CLASSES": ["chats.api.throttling.WriteRateThrottle"],
-    "DEFAULT_THROTTLE_RATES": {"writes": os.environ.get("CHAT_WRITE_RATE", "600/minute")},
+    "DEFAULT_THROTTLE_RATES": {
+        "writes": os.environ.get("CHAT_WRITE_RATE", "600/minute"),
+        "register": os.environ.get("CHAT_REGISTER_RATE", "20/hour"),
+    },
     "EXCEPTION_HANDLER": "chats.api.errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
@@ -143,6 +159,17 @@ KAFKA_FORWARDER_GROUP = os.environ.get("KAFKA_FORWARDER_GROUP", "chat-forwarder"
 # Redis pub/sub: each event crosses Redis once per group and is fanned out inside each web process,
 # with no per-channel capacity to overflow (see README, "Channel layer", for the measurement).
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+# Throttle counters and websocket socket counts: shared in Redis when REDIS_URL is set (as `make run` and
+# production do), so limits hold across web processes; per process otherwise.
+if "REDIS_URL" in os.environ:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+
+# Websocket limits (README, "Security").
+CHAT_WS_MAX_FRAME_BYTES = int(os.environ.get("CHAT_WS_MAX_FRAME_BYTES", "4096"))
+CHAT_WS_FRAMES_PER_SECOND = float(os.environ.get("CHAT_WS_FRAMES_PER_SECOND", "5"))
+CHAT_WS_FRAME_BURST = int(os.environ.get("CHAT_WS_FRAME_BURST", "20"))
+CHAT_WS_MAX_SOCKETS_PER_USER = int(os.environ.get("CHAT_WS_MAX_SOCKETS_PER_USER", "20"))
+
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",

@@ -4,3 +4,6 @@ from django.apps import AppConfig
 class ChatsConfig(AppConfig):
     name = "chats"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from chats import signals  # noqa: F401  (connects the receivers)

@@ -10,22 +10,28 @@ neither can show through.
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from typing import Any
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
+from django.core.cache import cache
 
 from chats.queries import chat_last_seq, messages_after
+from chats.signals import credential_group
 
 LOBBY_GROUP = "chats"
 
+CLOSE_TOO_BIG = 1009  # the standard code for a frame over the size limit
 CLOSE_BAD_REQUEST = 4400
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_NOT_FOUND = 4404
 CLOSE_LAGGING = 4408  # the client fell too far behind: reconnect with ?after_seq=<last seq received>
 CLOSE_CHAT_DELETED = 4410
+CLOSE_TOO_MANY = 4429  # frames too fast, or too many sockets for one user
 
 REPLAY_PAGE = 500
 # Past this many frames behind (queued in this process, or missing upstream), the client is told to
@@ -37,8 +43,58 @@ def chat_group(chat_id: uuid.UUID | str) -> str:
     return f"chat.{chat_id}"
 
 
+class FrameBudget:
+    """A token bucket for a client's inbound frames: `rate` per second, bursts up to `burst`."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate, self.burst = rate, burst
+        self.tokens, self.updated = float(burst), time.monotonic()
+
+    def spend(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
+class SocketSlots:
+    """Open sockets per user, counted in the cache (Redis when REDIS_URL is set, so across web processes).
+
+    A process that dies without closing its sockets leaves its count behind until the key expires.
+    """
+
+    EXPIRES = 3600
+
+    @staticmethod
+    def key(user_id: int) -> str:
+        return f"ws-sockets:{user_id}"
+
+    async def take(self, user_id: int) -> bool:
+        key = self.key(user_id)
+        await cache.aadd(key, 0, self.EXPIRES)
+        taken = await cache.aincr(key)
+        await cache.atouch(key, self.EXPIRES)
+        if taken > settings.CHAT_WS_MAX_SOCKETS_PER_USER:
+            await self.give_back(user_id)
+            return False
+        return True
+
+    async def give_back(self, user_id: int) -> None:
+        try:
+            await cache.adecr(self.key(user_id))
+        except ValueError:
+            pass  # expired meanwhile
+
+
 class EventStreamConsumer(AsyncJsonWebsocketConsumer):
-    """What both streams share: authentication, the ping/pong protocol, error frames, event dispatch."""
+    """What both streams share: admission (user, socket cap, credential), the ping/pong protocol with its
+    limits, error frames, event dispatch, and leaving every group joined."""
+
+    slots = SocketSlots()
+    holds_slot = False
 
     # Live events never touch the database on the way through, so they skip Channels' per-message
     # hop to a worker thread that closes stale database connections; the database reads that do happen
@@ -49,8 +105,44 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
         else:
             await super().dispatch(message)
 
+    async def admit(self) -> bool:
+        """Check who connects; on success join the group of the credential they used and return True."""
+        self.joined: list[str] = []
+        self.budget = FrameBudget(settings.CHAT_WS_FRAMES_PER_SECOND, settings.CHAT_WS_FRAME_BURST)
+        user = self.scope.get("user")
+        if not (user and user.is_authenticated):
+            await self.reject(CLOSE_UNAUTHENTICATED, "not_authenticated", "Log in, or connect with ?token=<key>.")
+            return False
+        if not await self.slots.take(user.pk):
+            await self.reject(
+                CLOSE_TOO_MANY, "too_many_sockets",
+                f"At most {settings.CHAT_WS_MAX_SOCKETS_PER_USER} open sockets per user.",
+            )
+            return False
+        self.holds_slot = True
+        if "auth_token" in self.scope:
+            await self.join(credential_group("token", self.scope["auth_token"]))
+        else:
+            await self.join(credential_group("session", self.scope["session"].session_key))
+        return True
+
+    async def join(self, group: str) -> None:
+        await self.channel_layer.group_add(group, self.channel_name)
+        self.joined.append(group)
+
+    async def disconnect(self, code: int) -> None:
+        for group in getattr(self, "joined", []):
+            await self.channel_layer.group_discard(group, self.channel_name)
+        if self.holds_slot:
+            self.holds_slot = False
+            await self.slots.give_back(self.scope["user"].pk)
+
+    async def credentials_revoked(self, message: dict[str, Any]) -> None:
+        await self.send_error("credentials_revoked", "You logged out or your token was revoked.")
+        await self.close(code=CLOSE_UNAUTHENTICATED)
+
     async def reject(self, code: int, error: str, message: str) -> None:
-        """Close with `code`, after an error frame saying why.
+        """Refuse a connection during the handshake: close with `code`, after an error frame saying why.
 
         The handshake is accepted first: a close before accepting reaches the client as a bare HTTP 403.
         """
@@ -61,11 +153,15 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
     async def send_error(self, code: str, message: str, **extra: Any) -> None:
         await self.send_json({"type": "error", "code": code, "message": message, **extra})
 
-    def authenticated(self) -> bool:
-        user = self.scope.get("user")
-        return bool(user and user.is_authenticated)
-
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        size = len(text_data.encode()) if text_data is not None else len(bytes_data or b"")
+        if size > settings.CHAT_WS_MAX_FRAME_BYTES:
+            await self.close(code=CLOSE_TOO_BIG)
+            return
+        if not self.budget.spend():
+            await self.send_error("rate_limited", "Too many frames; slow down and reconnect.")
+            await self.close(code=CLOSE_TOO_MANY)
+            return
         if text_data is None:
             await self.send_error("invalid_frame", "Binary frames are not supported; send JSON text.")
             return
@@ -92,14 +188,10 @@ class LobbyConsumer(EventStreamConsumer):
     """`ws/chats/`: every chat created or deleted."""
 
     async def connect(self) -> None:
-        if not self.authenticated():
-            await self.reject(CLOSE_UNAUTHENTICATED, "not_authenticated", "Log in, or connect with ?token=<key>.")
+        if not await self.admit():
             return
-        await self.channel_layer.group_add(LOBBY_GROUP, self.channel_name)
+        await self.join(LOBBY_GROUP)
         await self.accept()  # only once subscribed: an open socket means nothing from now on is missed
-
-    async def disconnect(self, code: int) -> None:
-        await self.channel_layer.group_discard(LOBBY_GROUP, self.channel_name)
 
     async def chat_event(self, message: dict[str, Any]) -> None:
         envelope = message["envelope"]
@@ -116,8 +208,7 @@ class ChatStreamConsumer(EventStreamConsumer):
     sent_seq = 0
 
     async def connect(self) -> None:
-        if not self.authenticated():
-            await self.reject(CLOSE_UNAUTHENTICATED, "not_authenticated", "Log in, or connect with ?token=<key>.")
+        if not await self.admit():
             return
         try:
             chat_id = uuid.UUID(self.scope["url_route"]["kwargs"]["chat_id"])
@@ -130,7 +221,7 @@ class ChatStreamConsumer(EventStreamConsumer):
             return
         # Join first, read second: a message committed in between arrives live and is dropped as seen,
         # instead of falling between the read and the join.
-        await self.channel_layer.group_add(chat_group(chat_id), self.channel_name)
+        await self.join(chat_group(chat_id))
         self.chat_id = chat_id
         last_seq = await database_sync_to_async(chat_last_seq)(chat_id)
         if last_seq is None:
@@ -144,10 +235,6 @@ class ChatStreamConsumer(EventStreamConsumer):
         else:
             self.sent_seq = min(int(after_seq), last_seq)
             await self.send_from_database(up_to_seq=last_seq)
-
-    async def disconnect(self, code: int) -> None:
-        if self.chat_id is not None:
-            await self.channel_layer.group_discard(chat_group(self.chat_id), self.channel_name)
 
     async def chat_event(self, message: dict[str, Any]) -> None:
         envelope = message["envelope"]

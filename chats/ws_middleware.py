@@ -32,7 +32,10 @@ class TokenAuthMiddleware(BaseMiddleware):
         if user is None or not user.is_authenticated:
             keys = parse_qs(scope.get("query_string", b"").decode()).get("token")
             if keys:
-                scope = dict(scope, user=await user_for_token(keys[0]))
+                user = await user_for_token(keys[0])
+                if user.is_authenticated:
+                    # Remembered so the socket closes when this token is revoked (chats.signals).
+                    scope = dict(scope, user=user, auth_token=keys[0])
         return await super().__call__(scope, receive, send)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 
-from django.contrib.auth import authenticate, get_user_model
+from django.contrib.auth import authenticate, get_user_model, logout
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import DatabaseError, transaction
@@ -24,6 +24,7 @@ from chats import models
 from chats.adapters import chat_from_row, message_from_row, participant_of
 from chats.api.errors import error_body
 from chats.api.pagination import ChatPagination, MessageSeqPagination
+from chats.api.throttling import RegisterRateThrottle, WriteRateThrottle
 from chats.bootstrap import mediator
 from chats.serializers import ChatSerializer, MessageSerializer
 from messaging_domain.commands import (
@@ -67,6 +68,7 @@ def chat_row_or_404(chat_id: uuid.UUID) -> models.Chat:
 
 class RegisterApi(APIView):
     permission_classes = [AllowAny]
+    throttle_classes = [RegisterRateThrottle, WriteRateThrottle]
 
     class RegisterInput(serializers.Serializer):
         username = serializers.RegexField(r"^[\w.@+-]+\Z", max_length=150)
@@ -114,6 +116,21 @@ class TokenApi(APIView):
             )
         token, _ = Token.objects.get_or_create(user=user)
         return Response({"token": token.key})
+
+
+class LogoutApi(APIView):
+    """Ends what authenticated this request: deletes the token, or ends the session.
+
+    Either way the websockets opened with it are closed (4401), see chats.signals.
+    """
+
+    @extend_schema(request=None, responses={204: None})
+    def post(self, request: Request) -> Response:
+        if isinstance(request.auth, Token):
+            request.auth.delete()
+        else:
+            logout(request._request)
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class ChatListCreateApi(APIView):

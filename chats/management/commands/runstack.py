@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 
+from django.conf import settings
 from django.core.management.base import BaseCommand
 from honcho.manager import Manager
 from honcho.printer import Printer
@@ -29,7 +30,14 @@ class Command(BaseCommand):
         env, embedded = environment_with_embedded_services()
         python = sys.executable
         manager = Manager(Printer(sys.stdout))
-        manager.add_process("web", f"{python} -m daphne --bind 127.0.0.1 --port {port} chatproject.asgi:application", env=env)
+        # daphne refuses websocket messages over the limit before buffering them (close 1009).
+        limit = settings.CHAT_WS_MAX_FRAME_BYTES
+        manager.add_process(
+            "web",
+            f"{python} -m daphne --bind 127.0.0.1 --port {port} --websocket-max-message-size {limit} "
+            f"--websocket-max-frame-size {limit} chatproject.asgi:application",
+            env=env,
+        )
         manager.add_process("relay", f"{python} manage.py relay_outbox", env=env)
         manager.add_process("forwarder", f"{python} manage.py forward_events", env=env)
         names = {server.name: server.address for server in embedded}

@@ -2,7 +2,10 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from chats.pages import chat_page
+
 urlpatterns = [
+    path("", chat_page, name="chat-page"),
     path("admin/", admin.site.urls),
     path("api/", include("chats.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

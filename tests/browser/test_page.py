@@ -1,0 +1,327 @@
+"""The web page at `/`, in headless Chromium (Debian's `chromium` and `chromedriver`, installed by `make browser`)
+against the real stack: daphne serving the page and its collected static files (WhiteNoise), the relay and the
+forwarder as processes, the embedded Kafka and Redis.
+
+Screenshots land in the test's tmp_path and in tests/browser/artifacts/ (ignored by git); on a failure every
+browser's screenshot and console log are saved there too.
+"""
+
+import json
+import shutil
+import urllib.request
+import uuid
+from pathlib import Path
+from urllib.error import HTTPError
+
+import pytest
+from django.contrib.auth import get_user_model
+from selenium import webdriver
+from selenium.webdriver.chrome.options import Options
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import WebDriverWait
+
+from chats.adapters import participant_of
+from chats.bootstrap import mediator
+from chats.embedded import free_port, port_open
+from messaging_domain.commands import CreateMessageCommand
+from tests.helpers import wait_until
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+WAIT = 30  # seconds for anything the page does once the stack is warm
+FIRST_EVENT_WAIT = 60  # the forwarder joins its Kafka consumer group a few seconds after it connects
+PASSWORD = "correct-horse-battery-9"
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+CHROMIUM_FLAGS = [
+    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-proxy-server",
+    "--window-size=1280,800",
+]
+NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+# --- The stack ----------------------------------------------------------------------------------------------
+
+
+def started(worker, ready, what: str):
+    """Waits until `ready()` while the process keeps running; fails with its output if it exits."""
+    wait_until(lambda: ready() or worker.process.poll() is not None, timeout=60, message=what)
+    assert worker.process.poll() is None, f"{what}: the process exited\n{worker.output()}"
+    return worker
+
+
+class Site:
+    """daphne serving the page (and its static files, collected first), with the relay and the forwarder."""
+
+    def __init__(self, worker, tmp_path: Path) -> None:
+        self.worker, self.port = worker, free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {"DJANGO_SETTINGS_MODULE": "tests.browser.static_settings",
+                    "BROWSER_TEST_STATIC_ROOT": str(tmp_path / "static")}
+        collect = worker("collectstatic", "--noinput", "--verbosity", "0", **self.env)
+        assert collect.process.wait(timeout=120) == 0, collect.output()
+        self.start_web()
+
+    def start_web(self) -> None:
+        self.web = self.worker("daphne", "--bind", "127.0.0.1", "--port", str(self.port), **self.env)
+        started(self.web, lambda: port_open(self.port), "daphne to listen")
+
+
+@pytest.fixture
+def site(kafka, channel_layer, worker, tmp_path):
+    site = Site(worker, tmp_path)
+    relay = worker("relay_outbox")
+    forwarder = worker("forward_events")
+    started(relay, lambda: "connected to Kafka" in relay.output(), "the relay to connect to Kafka")
+    started(forwarder, lambda: "connected to Kafka" in forwarder.output(), "the forwarder to connect to Kafka")
+    yield site
+    exits = {"relay_outbox": relay.stop(), "forward_events": forwarder.stop()}
+    site.web.stop()
+    assert exits == {"relay_outbox": 0, "forward_events": 0}, relay.output() + forwarder.output()
+
+
+def call(site: Site, method: str, path: str, body: dict | None = None, token: str | None = None):
+    """One API request from outside the browser; returns the status and the decoded JSON body."""
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Token {token}"} if token else {})}
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(site.url + path, data, headers, method=method)
+    try:
+        with NO_PROXY.open(request, timeout=WAIT) as response:
+            status, raw = response.status, response.read()
+    except HTTPError as error:
+        status, raw = error.code, error.read()
+    return status, json.loads(raw) if raw else None
+
+
+# --- The browsers -------------------------------------------------------------------------------------------
+
+
+class Page:
+    """One browser on the chat page, driven the way a person would: typing, Enter, clicks."""
+
+    def __init__(self, driver: webdriver.Chrome, site: Site) -> None:
+        self.driver, self.site = driver, site
+        self.log: list[dict] = []
+
+    def console(self) -> list[dict]:
+        """Everything the browser logged so far (Chrome hands each entry out once)."""
+        self.log.extend(self.driver.get_log("browser"))
+        return self.log
+
+    def script_errors(self) -> list[str]:
+        """Uncaught exceptions and console.error calls; failed requests (the API's 4xx) are logged as "network"."""
+        return [entry["message"] for entry in self.console() if entry.get("source") != "network"]
+
+    def wait(self, condition, message: str, timeout: float = WAIT):
+        return WebDriverWait(self.driver, timeout).until(lambda _: condition(), message)
+
+    def find(self, css: str):
+        return self.driver.find_element(By.CSS_SELECTOR, css)
+
+    def shown(self, css: str) -> bool:
+        return self.find(css).is_displayed()
+
+    def attribute(self, css: str, name: str) -> str | None:
+        return self.find(css).get_attribute(name)
+
+    def fill(self, css: str, text: str) -> None:
+        field = self.find(css)
+        field.clear()
+        field.send_keys(text)
+
+    def sign_up(self, username: str) -> None:
+        self.driver.get(self.site.url + "/")
+        self.fill("#username", username)
+        self.fill("#password", PASSWORD)
+        self.find("#signup").click()
+        self.wait(lambda: self.shown("#app") and self.find("#whoami").text == username, f"{username} signed in")
+
+    def wait_list_live(self) -> None:
+        """The lobby socket is open and the list read after it opened has arrived."""
+        self.wait(lambda: self.attribute("body", "data-lobby") == "live" and self.attribute("body", "data-list") == "loaded",
+                  "the lobby to be live")
+
+    def chat_titles(self) -> list[str]:
+        return self.driver.execute_script(
+            "return [...document.querySelectorAll('#chat-list .title')].map(node => node.textContent)")
+
+    def create_chat(self, title: str) -> None:
+        self.fill("#new-chat-title", title)
+        self.find("#new-chat-title").send_keys(Keys.ENTER)
+
+    def open_chat(self, title: str) -> None:
+        self.driver.find_element(By.XPATH, f"//*[@id='chat-list']//button[.//span[text()='{title}']]").click()
+        self.wait_chat_live(title)
+
+    def wait_chat_live(self, title: str) -> None:
+        self.wait(lambda: self.find("#chat-title").text == title and self.attribute("#chat", "data-state") == "live",
+                  f"chat {title!r} to be open and live")
+
+    def send(self, text: str) -> None:
+        box = self.find("#message-text")
+        box.send_keys(text)
+        box.send_keys(Keys.ENTER)
+
+    def messages(self) -> list[tuple[int, str]]:
+        """(seq, text) of every message element, top to bottom."""
+        return [tuple(pair) for pair in self.driver.execute_script(
+            "return [...document.querySelectorAll('#messages [data-seq]')]"
+            ".map(li => [Number(li.dataset.seq), li.querySelector('.text').textContent])")]
+
+    def wait_messages(self, expected: list[tuple[int, str]], timeout: float = WAIT) -> None:
+        self.wait(lambda: len(self.messages()) >= len(expected), f"{len(expected)} messages", timeout)
+        assert self.messages() == expected
+
+    def error(self) -> tuple[str, str]:
+        self.wait(lambda: self.shown("#error"), "an error message")
+        return self.attribute("#error", "data-code"), self.find("#error-text").text
+
+    def token(self) -> str:
+        return self.driver.execute_script("return localStorage.getItem('chat.token')")
+
+    def screenshot(self, name: str, tmp_path: Path) -> Path:
+        path = tmp_path / f"{name}.png"
+        assert self.driver.save_screenshot(str(path))
+        ARTIFACTS.mkdir(exist_ok=True)
+        shutil.copy(path, ARTIFACTS / path.name)
+        return path
+
+
+@pytest.fixture
+def browser(request, tmp_path):
+    """Opens Pages, each a separate headless Chromium with its own profile; a missing browser fails the test."""
+    chromium, chromedriver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (chromium and chromedriver):
+        pytest.fail("chromium and chromedriver are not installed: run `make browser` (Debian's chromium, chromium-driver)")
+    site = request.getfixturevalue("site")
+    pages: dict[str, Page] = {}
+
+    def open_page(name: str) -> Page:
+        options = Options()
+        options.binary_location = chromium
+        for flag in [*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / f'profile-{name}'}"]:
+            options.add_argument(flag)
+        options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+        service = Service(executable_path=chromedriver, log_output=str(tmp_path / f"chromedriver-{name}.log"))
+        pages[name] = Page(webdriver.Chrome(options=options, service=service), site)
+        return pages[name]
+
+    yield open_page
+    for name, page in pages.items():
+        try:
+            console = "\n".join(f"{entry['level']} {entry.get('source')} {entry['message']}" for entry in page.console())
+            (tmp_path / f"console-{name}.log").write_text(console)
+            if getattr(request.node, "call_failed", True):
+                ARTIFACTS.mkdir(exist_ok=True)
+                page.driver.save_screenshot(str(ARTIFACTS / f"failed-{request.node.name}-{name}.png"))
+                (ARTIFACTS / f"failed-{request.node.name}-{name}.log").write_text(console)
+        finally:
+            page.driver.quit()
+
+
+# --- The tests ----------------------------------------------------------------------------------------------
+
+
+def post_directly(username: str, chat_id: str, text: str) -> None:
+    """Posts through the mediator in this process: the web server may be down meanwhile."""
+    user = get_user_model().objects.get(username=username)
+    mediator.handle_command(CreateMessageCommand(chat_id=uuid.UUID(chat_id), text=text, author=participant_of(user)))
+
+
+def test_two_people_chat_live_and_a_reload_or_an_outage_shows_each_message_exactly_once(browser, site, tmp_path):
+    ann, bob = browser("ann"), browser("bob")
+    ann.sign_up("ann")
+    bob.sign_up("bob")
+    bob.wait_list_live()
+
+    ann.create_chat("Lunch")
+    ann.wait_chat_live("Lunch")
+    bob.wait(lambda: bob.chat_titles() == ["Lunch"], "the new chat in bob's list, through the lobby", FIRST_EVENT_WAIT)
+
+    ann.create_chat("LUNCH")
+    code, text = ann.error()
+    assert (code, text) == ("chat_title_taken", "A chat titled 'LUNCH' already exists.")
+    assert ann.find("#error-code").text == "(chat_title_taken)"
+
+    bob.open_chat("Lunch")
+    ann.send("noon at the usual place?")
+    bob.wait_messages([(1, "noon at the usual place?")])
+    ann.wait_messages([(1, "noon at the usual place?")])
+    assert ann.find("#message-text").get_attribute("value") == ""
+
+    bob.driver.refresh()  # the token and the open chat (#<id>) survive; history, then the socket after seq 1
+    bob.wait_chat_live("Lunch")
+    bob.wait_messages([(1, "noon at the usual place?")])
+
+    # The web server goes away; what is posted meanwhile arrives once it is back (reconnect with after_seq).
+    site.web.stop()
+    for page in (ann, bob):
+        page.wait(lambda: page.attribute("#chat", "data-state") == "reconnecting", "the socket to notice the outage")
+    chat_id = bob.driver.current_url.split("#", 1)[1]
+    post_directly("ann", chat_id, "posted while the server was down")
+    post_directly("ann", chat_id, "and one more")
+    site.start_web()
+    expected = [(1, "noon at the usual place?"), (2, "posted while the server was down"), (3, "and one more")]
+    for page in (ann, bob):
+        page.wait_chat_live("Lunch")
+        page.wait_messages(expected)
+
+    ann.send("see you there")
+    expected.append((4, "see you there"))
+    bob.wait_messages(expected)
+    ann.wait_messages(expected)
+    assert bob.screenshot("two-people-chatting", tmp_path).stat().st_size > 0
+    assert ann.screenshot("two-people-chatting-as-the-owner", tmp_path).stat().st_size > 0
+
+    assert not bob.shown("#delete-chat")  # only the owner may delete
+    ann.find("#delete-chat").click()
+    WebDriverWait(ann.driver, WAIT).until(expected_conditions.alert_is_present()).accept()
+    bob.wait(lambda: bob.find("#notice").text == "This chat was deleted." and not bob.shown("#chat"),
+             "bob to learn that the chat was deleted")
+    bob.wait(lambda: bob.chat_titles() == [], "the chat to leave bob's list")
+    ann.wait(lambda: ann.find("#notice").text == "You deleted the chat.", "ann to see the deletion")
+    assert (ann.script_errors(), bob.script_errors()) == ([], [])
+
+
+def test_history_scrolls_back_page_by_page_and_a_revoked_token_returns_the_page_to_the_login_form(browser, site, tmp_path):
+    status, body = call(site, "POST", "/api/auth/register/", {"username": "cat", "password": PASSWORD})
+    assert status == 201, body
+    status, chat = call(site, "POST", "/api/chats/", {"title": "Archive"}, body["token"])
+    assert status == 201, chat
+    for seq in range(1, 121):
+        status, message = call(site, "POST", f"/api/chats/{chat['id']}/messages/", {"text": f"note {seq}"}, body["token"])
+        assert (status, message["seq"]) == (201, seq), message
+    expected = [(seq, f"note {seq}") for seq in range(1, 121)]
+
+    cat = browser("cat")
+    cat.driver.get(site.url + "/")
+    cat.fill("#username", "cat")
+    cat.fill("#password", "not the password")
+    cat.find("#password").send_keys(Keys.ENTER)
+    assert cat.error() == ("invalid_credentials", "Wrong username or password.")
+    cat.fill("#password", PASSWORD)
+    cat.find("#login").click()
+    cat.wait(lambda: cat.find("#whoami").text == "cat", "cat logged in")
+
+    cat.open_chat("Archive")
+    cat.wait_messages(expected[70:])  # the latest page, oldest at the top
+    cat.wait(lambda: cat.shown("#older"), "the button for older messages")
+    cat.find("#older").click()
+    cat.wait(lambda: len(cat.messages()) == 100, "the second page")
+    cat.find("#older").click()
+    cat.wait(lambda: not cat.shown("#older"), "the first message to be reached")
+    assert cat.messages() == expected
+
+    status, _ = call(site, "POST", f"/api/chats/{chat['id']}/messages/", {"text": "note 121"}, body["token"])
+    assert status == 201
+    cat.wait_messages([*expected, (121, "note 121")], timeout=FIRST_EVENT_WAIT)
+
+    status, _ = call(site, "POST", "/api/auth/logout/", token=cat.token())  # as if it logged out elsewhere
+    assert status == 204
+    cat.wait(lambda: cat.shown("#auth") and not cat.shown("#app"), "the login form after the socket's 4401")
+    assert cat.find("#notice").text == "Your session has ended. Please log in again."
+    assert cat.token() is None
+    assert cat.script_errors() == []

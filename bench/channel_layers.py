@@ -292,8 +292,11 @@ def stop(process) -> None:
 
 
 def run_case(layer_name: str, pace: str, address: str, members: int, messages: int, interval: float) -> dict:
-    """One layer at one pace: a receiver process and a sender process, synchronised on READY."""
-    flush_redis(address)
+    """One layer at one pace: a receiver process and a sender process, synchronised on READY.
+
+    It leaves the Redis at `address` as it is (`main` flushes its own server between cases), so `make bench`
+    can run it on the service's Redis as the baseline for fan-out.
+    """
     ctx = multiprocessing.get_context("spawn")
     ready, sender_done = ctx.Event(), ctx.Event()
     receiver_results, sender_results = ctx.Queue(), ctx.Queue()
@@ -394,6 +397,7 @@ def main() -> None:
         for layer_name in args.layers.split(","):
             for pace, messages, interval in paces:
                 started = time.monotonic()
+                flush_redis(redis_server.address)
                 case = run_case(layer_name, pace, redis_server.address, args.members, messages, interval)
                 case["run_seconds"] = time.monotonic() - started
                 print(f"  {layer_name:13} {pace:12} {case.get('received', '-')}/{args.members * messages} delivered"

@@ -1,0 +1,1 @@
+"""The benchmark harness (`make bench`, see bench/README.md) and the bench-only Django app it serves."""

@@ -1,0 +1,194 @@
+"""The report: every figure next to its same-run baseline, the ratio, and the target it is held to.
+
+Targets are the issue's (a 2-core machine; ratios are what count). A figure without a target is shown for
+the record with "-" as its verdict. `write` prints the markdown and saves it with the full JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from importlib.metadata import version
+from pathlib import Path
+
+import redis
+from django.db import connection
+
+from bench.stack import Stack
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+@dataclass
+class Row:
+    scenario: str
+    figure: str
+    measured: str
+    baseline: str
+    ratio: str
+    target: str = "-"
+    verdict: str = "-"
+
+
+def verdict(met: bool) -> str:
+    return "met" if met else "**missed**"
+
+
+def number(value: float | None, digits: int = 0) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def percent(ratio: float | None) -> str:
+    return "-" if ratio is None else f"{100 * ratio:.0f} %"
+
+
+def times(value: float | None, baseline: float | None) -> str:
+    return f"{value / baseline:.1f}x" if value and baseline else "-"
+
+
+def ms(latency: dict, *names: str) -> str:
+    return " / ".join(number(latency[name], 1) for name in names)
+
+
+def ingest_rows(r: dict) -> list[Row]:
+    service, bare = r["service"], r["bare"]
+    name = f"1 ingest, {r['clients']} clients"
+    return [
+        Row(name, "POST /api/chats/{id}/messages/ requests/s", number(service["requests_per_s"]),
+            f"{number(bare['requests_per_s'])} (bare DRF row, same server)", percent(r["ratio"]), ">= 70 % of bare",
+            verdict(r["ratio"] is not None and r["ratio"] >= 0.70)),
+        Row(name, "latency p50 / p99 ms", ms(service["latency_ms"], "p50", "p99"),
+            f"{ms(bare['latency_ms'], 'p50', 'p99')} (bare)",
+            " / ".join(times(service["latency_ms"][q], bare["latency_ms"][q]) for q in ("p50", "p99"))),
+    ]
+
+
+def relay_rows(r: dict) -> list[Row]:
+    return [Row("2 relay", f"{r['events']:,} outbox events -> Kafka, events/s", number(r["relay"]["events_per_s"]),
+                f"{number(r['raw']['events_per_s'])} (raw kafka-python, same records and settings)",
+                percent(r["ratio"]), ">= 50 % of raw", verdict(r["ratio"] >= 0.50))]
+
+
+def latency_rows(r: dict) -> list[Row]:
+    rows = []
+    for run in r["runs"]:
+        name = f"3 end-to-end, {run['rate']:g} msg/s ({number(run['achieved_rate'])} achieved), {run['subscribers']} subscribers"
+        latency, http = run["latency_ms"], run["http_latency_ms"]
+        targeted = run["rate"] == 50
+        met = latency["p50"] is not None and latency["p50"] <= 15 and latency["p99"] <= 60
+        rows += [
+            Row(name, "POST -> frame p50 / p95 / p99 ms", ms(latency, "p50", "p95", "p99"),
+                f"{ms(http, 'p50', 'p95', 'p99')} (the POST's own response)",
+            " / ".join(times(latency[q], http[q]) for q in ("p50", "p99")),
+                "p50 <= 15, p99 <= 60" if targeted else "-", verdict(met) if targeted else "-"),
+            Row(name, f"lost / duplicates of {run['frames_expected']:,} frames", f"{run['lost']:,} / {run['duplicates']:,}",
+                "-", "-", "0 / 0" if targeted else "-",
+                verdict(run["lost"] == run["duplicates"] == 0) if targeted else "-"),
+        ]
+    return rows
+
+
+def fanout_rows(r: dict) -> list[Row]:
+    service, raw = r["service"], r["raw"]
+    name = f"4 fan-out, {service['subscribers']:,} subscribers x {service['messages']} msgs"
+    if service["subscribers"] < service["subscribers_wanted"]:
+        name += f" (stepped down from {service['subscribers_wanted']:,})"
+    return [
+        Row(name, "frames delivered/s", number(service["delivered_per_s"]),
+            f"{number(raw['delivered_per_s'])} (raw group_send, same layer and Redis)", percent(r["ratio"]),
+            ">= 80 % of raw", verdict(r["ratio"] is not None and r["ratio"] >= 0.80)),
+        Row(name, "delivery p50 / p99 ms", ms(service["latency_ms"], "p50", "p99"),
+            f"{number(raw['latency_p50_ms'], 1)} / {number(raw['latency_p99_ms'], 1)} (raw)",
+            " / ".join(times(service["latency_ms"][q], raw[f"latency_{q}_ms"]) for q in ("p50", "p99"))),
+        Row(name, "lost / duplicates", f"{service['lost']:,} / {service['duplicates']:,}",
+            f"{raw['lost']:,} / {raw['duplicates']:,} (raw)", "-", "0 lost", verdict(service["lost"] == 0)),
+    ]
+
+
+def footprint_rows(r: dict) -> list[Row]:
+    cpu = r["idle_cpu_percent"]
+    infrastructure = [f"{name} {cpu[name]:.1f}" for name in ("kafka", "redis") if name in cpu]
+    return [
+        Row("5 footprint", f"daphne RSS per idle chat websocket ({r['sockets']} open)",
+            f"{r['chat_bytes_per_socket'] / 1024:,.1f} KiB",
+            f"{r['bare_bytes_per_socket'] / 1024:,.1f} KiB (bare websocket, same daphne)",
+            times(r["chat_bytes_per_socket"], r["bare_bytes_per_socket"])),
+        Row("5 footprint", f"idle CPU % of one core over {r['idle_seconds']:g} s: web / relay / forwarder",
+            f"{cpu['web']:.1f} / {cpu['relay']:.1f} / {cpu['forwarder']:.1f}",
+            f"{' / '.join(infrastructure)} (embedded servers, same window)" if infrastructure else "-", "-"),
+    ]
+
+
+def rows(results: dict) -> list[Row]:
+    return [*ingest_rows(results["ingest"]), *relay_rows(results["relay"]), *latency_rows(results["latency"]),
+            *fanout_rows(results["fanout"]), *footprint_rows(results["footprint"])]
+
+
+def cpu_table(results: dict) -> str:
+    """CPU per process during each loaded phase: who was busy (100 = one core; the machine has nproc x 100)."""
+    phases = {
+        "1 ingest (bare)": results["ingest"]["bare"]["cpu_percent"],
+        "1 ingest (service)": results["ingest"]["service"]["cpu_percent"],
+        **{f"3 end-to-end {run['rate']:g} msg/s": run["cpu_percent"] for run in results["latency"]["runs"]},
+        "4 fan-out": results["fanout"]["service"]["cpu_percent"],
+    }
+    names = list(next(iter(phases.values())))
+    lines = ["| phase | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    lines += [f"| {phase} | " + " | ".join(f"{cpu[name]:.0f}" for name in names) + " |" for phase, cpu in phases.items()]
+    return "\n".join(lines)
+
+
+def markdown(results: dict, machine: dict) -> str:
+    header = "| scenario | figure | measured | baseline (same run) | ratio | target | verdict |"
+    lines = [header, "|---" * 7 + "|"]
+    lines += [f"| {r.scenario} | {r.figure} | {r.measured} | {r.baseline} | {r.ratio} | {r.target} | {r.verdict} |"
+              for r in rows(results)]
+    facts = ", ".join(f"{key} {value}" for key, value in machine.items())
+    return "\n".join([
+        f"# make bench, {machine['date']}", "", facts, "", *lines, "",
+        "CPU during each phase, % of one core:", "", cpu_table(results), "",
+    ])
+
+
+def machine_facts(stack: Stack) -> dict:
+    embedded = {server.name for server in stack.embedded}
+    client = redis.Redis.from_url(stack.env["REDIS_URL"])
+    redis_version = client.info("server")["redis_version"]
+    client.close()
+    database_version = ".".join(map(str, connection.get_database_version()))
+    return {
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "nproc": os.cpu_count(),
+        "cpu": cpu_model(),
+        "python": platform.python_version(),
+        "database": f"{connection.vendor} {database_version} ({stack.database})",
+        "kafka": "embedded Tansu" if "kafka" in embedded else stack.env["KAFKA_BOOTSTRAP_SERVERS"],
+        "redis": f"{'embedded ' if 'redis' in embedded else ''}redis-server {redis_version}",
+        "django": version("django"),
+        "channels": version("channels"),
+        "daphne": version("daphne"),
+        "kafka-python": version("kafka-python"),
+    }
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def write(results: dict, machine: dict, run_seconds: float) -> str:
+    text = markdown(results, machine) + f"\n`make bench` ran for {run_seconds:.0f} s.\n"
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "latest.md").write_text(text)
+    (RESULTS / "latest.json").write_text(json.dumps(
+        {"machine": machine, "run_seconds": round(run_seconds, 1), "rows": [asdict(r) for r in rows(results)],
+         "results": results}, indent=2))
+    return text

@@ -1,0 +1,76 @@
+"""`make bench`: measure the chat service against baselines taken in the same run on the same machine.
+
+Why: a figure alone says little on a shared 2-core machine; a figure next to what the parts it is built
+from do on the same machine, at the same moment, says what our code costs. This starts the whole stack
+as real processes (bench/stack.py), runs the five scenarios (bench/scenarios/), each with bounded counts
+and durations, and writes bench/results/latest.json and latest.md (also printed). See bench/README.md.
+
+Order matters: the relay scenario runs before the service's relay process exists (it would take the
+rows); the footprint runs on a fresh daphne (freed memory would hide the cost of new sockets); the heavy
+fan-out runs last.
+"""
+
+import sys
+from pathlib import Path
+
+# Run as a script: import `bench`, `chats` and `chatproject` from the project root, not from bench/.
+sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
+import os  # noqa: E402
+import resource  # noqa: E402
+import signal  # noqa: E402
+import time  # noqa: E402
+
+from bench import report  # noqa: E402
+from bench.stack import Stack  # noqa: E402
+
+OPEN_FILES = 8192  # 1,000 subscribers, the 1,000 sockets of the footprint, connections, logs
+
+
+def raise_open_files_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = OPEN_FILES if hard == resource.RLIM_INFINITY else min(OPEN_FILES, hard)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))  # inherited by daphne
+
+
+def step(name: str, started: float) -> None:
+    print(f"[{time.monotonic() - started:5.0f}s] {name}", flush=True)
+
+
+def main() -> int:
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwinds through Stack's cleanup
+    raise_open_files_limit()
+    started = time.monotonic()
+    with Stack.create() as stack:
+        step(f"stack: database {stack.database}, Kafka {stack.env['KAFKA_BOOTSTRAP_SERVERS']}, "
+             f"Redis {stack.env['REDIS_URL']}; migrating", started)
+        stack.manage("migrate", "--noinput")
+        os.environ.update(stack.env)
+        import django
+
+        django.setup()
+        # Imported once Django is set up: they load models.
+        from bench.scenarios import fanout, footprint, ingest, latency, relay
+
+        results = {}
+        step("2 relay: 20,000 outbox events vs raw kafka-python", started)
+        results["relay"] = relay.run()
+        step("starting daphne, relay_outbox, forward_events", started)
+        stack.start_service()
+        step("5 footprint: idle CPU, memory per idle websocket", started)
+        results["footprint"] = footprint.run(stack)
+        step("1 ingest: 32 clients, the bare endpoint and the messages endpoint taking turns", started)
+        results["ingest"] = ingest.run(stack)
+        step("3 end-to-end latency: 100 subscribers at 5, 50, then 200 msg/s", started)
+        results["latency"] = latency.run(stack)
+        step("4 fan-out: up to 1,000 subscribers, then raw group_send", started)
+        results["fanout"] = fanout.run(stack)
+        machine = report.machine_facts(stack)
+    print()
+    print(report.write(results, machine, time.monotonic() - started))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

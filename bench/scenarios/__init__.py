@@ -1,0 +1,1 @@
+"""One module per scenario of `make bench`; each `run` returns its figures and their same-run baseline."""

@@ -9,16 +9,18 @@ neither can show through.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
+import weakref
 from typing import Any
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
-from django.core.cache import cache
+from redis import asyncio as aioredis
 
 from chats.queries import chat_last_seq, messages_after
 from chats.signals import credential_group
@@ -61,32 +63,41 @@ class FrameBudget:
 
 
 class SocketSlots:
-    """Open sockets per user, counted in the cache (Redis when REDIS_URL is set, so across web processes).
+    """Open sockets per user, counted in Redis (the channel layer's), so the cap holds across web processes.
 
-    A process that dies without closing its sockets leaves its count behind until the key expires.
+    One client per event loop, shared by every consumer on it: a connection per socket would double the
+    sockets a web process holds. A process that dies without closing its sockets leaves its counts behind
+    until the key expires.
     """
 
     EXPIRES = 3600
 
+    def __init__(self) -> None:
+        self._clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    def _redis(self) -> aioredis.Redis:
+        loop = asyncio.get_running_loop()
+        clients = self._clients.setdefault(loop, {})
+        if settings.REDIS_URL not in clients:
+            clients[settings.REDIS_URL] = aioredis.Redis.from_url(settings.REDIS_URL)
+        return clients[settings.REDIS_URL]
+
     @staticmethod
     def key(user_id: int) -> str:
-        return f"ws-sockets:{user_id}"
+        return f"chat:ws-sockets:{user_id}"
 
     async def take(self, user_id: int) -> bool:
         key = self.key(user_id)
-        await cache.aadd(key, 0, self.EXPIRES)
-        taken = await cache.aincr(key)
-        await cache.atouch(key, self.EXPIRES)
+        async with self._redis().pipeline(transaction=True) as pipe:
+            taken, _ = await pipe.incr(key).expire(key, self.EXPIRES).execute()
         if taken > settings.CHAT_WS_MAX_SOCKETS_PER_USER:
             await self.give_back(user_id)
             return False
         return True
 
     async def give_back(self, user_id: int) -> None:
-        try:
-            await cache.adecr(self.key(user_id))
-        except ValueError:
-            pass  # expired meanwhile
+        if await self._redis().decr(self.key(user_id)) < 0:
+            await self._redis().delete(self.key(user_id))  # the key had expired meanwhile
 
 
 class EventStreamConsumer(AsyncJsonWebsocketConsumer):

@@ -23,19 +23,17 @@ def user_for_token(key: str):
 class TokenAuthMiddleware(BaseMiddleware):
     """`?token=<key>` for clients that cannot send a session cookie.
 
-    Runs inside Channels' AuthMiddlewareStack: a session user, if any, wins; otherwise a valid token sets
-    `scope["user"]`. An invalid token leaves the user anonymous, and the consumer closes with 4401.
+    Runs inside Channels' AuthMiddlewareStack. A token in the URL is the credential the client chose, so it
+    wins over a session cookie the browser sends anyway (a page logged in by token, on a site where the
+    admin is also open); an invalid one leaves the user anonymous, and the consumer closes with 4401.
     """
 
     async def __call__(self, scope, receive, send):
-        user = scope.get("user")
-        if user is None or not user.is_authenticated:
-            keys = parse_qs(scope.get("query_string", b"").decode()).get("token")
-            if keys:
-                user = await user_for_token(keys[0])
-                if user.is_authenticated:
-                    # Remembered so the socket closes when this token is revoked (chats.signals).
-                    scope = dict(scope, user=user, auth_token=keys[0])
+        keys = parse_qs(scope.get("query_string", b"").decode()).get("token")
+        if keys:
+            user = await user_for_token(keys[0])
+            # Remembered so the socket closes when this token is revoked (chats.signals).
+            scope = dict(scope, user=user, auth_token=keys[0]) if user.is_authenticated else dict(scope, user=user)
         return await super().__call__(scope, receive, send)
 
 

@@ -68,6 +68,9 @@ def chat_row_or_404(chat_id: uuid.UUID) -> models.Chat:
 
 class RegisterApi(APIView):
     permission_classes = [AllowAny]
+    # No authentication, so no session CSRF check: a browser that also holds a session cookie (the admin
+    # is open in another tab) can still sign up and log in here.
+    authentication_classes: list = []
     throttle_classes = [RegisterRateThrottle, WriteRateThrottle]
 
     class RegisterInput(serializers.Serializer):
@@ -100,6 +103,7 @@ class RegisterApi(APIView):
 
 class TokenApi(APIView):
     permission_classes = [AllowAny]
+    authentication_classes: list = []  # as RegisterApi
 
     class TokenInput(serializers.Serializer):
         username = serializers.CharField()

@@ -190,3 +190,38 @@ def test_check_deploy_flags_what_production_must_not_run_with(env, warning):
     result = run_deploy_check(**env)
     assert result.returncode != 0
     assert warning in result.stderr
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_a_token_in_the_url_wins_over_a_session_cookie_and_its_revocation_closes_the_socket(
+    ann, make_user, channel_layer, client
+):
+    bob = await sync_to_async(make_user)("bob")
+    bobs_token = await sync_to_async(Token.objects.create)(user=bob)
+    await sync_to_async(client.force_login)(ann)  # the browser also holds ann's session cookie
+    cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
+    communicator = await open_socket(f"/ws/chats/?token={bobs_token.key}", headers=[(b"cookie", cookie)])
+    # Revoking bob's token closes it, which it would not if ann's session had authenticated it.
+    await sync_to_async(bobs_token.delete)()
+    await assert_closed_with(communicator, 4401, "credentials_revoked")
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_a_bad_token_in_the_url_is_refused_even_with_a_session_cookie(ann, channel_layer, client):
+    await sync_to_async(client.force_login)(ann)
+    cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
+    communicator = await open_socket("/ws/chats/?token=revoked-long-ago", headers=[(b"cookie", cookie)])
+    await assert_closed_with(communicator, 4401, "not_authenticated")
+
+
+@pytest.mark.django_db
+def test_a_browser_holding_a_session_cookie_can_still_register_and_get_a_token(ann):
+    from rest_framework.test import APIClient
+
+    browser = APIClient(enforce_csrf_checks=True)
+    browser.force_login(ann)
+    body = {"username": "carol", "password": "a long passphrase 7"}
+    assert browser.post("/api/auth/register/", body, format="json").status_code == 201
+    assert browser.post("/api/auth/token/", body, format="json").status_code == 200

@@ -122,6 +122,9 @@ def kafka(kafka_broker, settings):
 
     settings.KAFKA_BOOTSTRAP_SERVERS = kafka_broker.address
     settings.KAFKA_TOPIC = f"chat-events-{uuid.uuid4().hex[:12]}"
+    # A consumer group per test too: a forwarder of an earlier test, still a member of a shared group,
+    # would hold up the next test's join for a session timeout.
+    settings.KAFKA_FORWARDER_GROUP = f"forwarder-{settings.KAFKA_TOPIC}"
     ensure_topic(settings.KAFKA_TOPIC)
     return settings.KAFKA_TOPIC
 
@@ -155,6 +158,7 @@ def worker(settings, tmp_path):
             DATABASE_URL=database_url(),
             KAFKA_BOOTSTRAP_SERVERS=settings.KAFKA_BOOTSTRAP_SERVERS,
             KAFKA_TOPIC=settings.KAFKA_TOPIC,
+            KAFKA_FORWARDER_GROUP=settings.KAFKA_FORWARDER_GROUP,
             REDIS_URL=settings.REDIS_URL,
             PYTHONUNBUFFERED="1",
         )

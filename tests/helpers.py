@@ -2,6 +2,9 @@
 
 import json
 import time
+import urllib.request
+from typing import Any
+from urllib.error import HTTPError
 
 from django.db import connection
 from kafka import KafkaConsumer, TopicPartition
@@ -54,3 +57,27 @@ def wait_until(condition, timeout: float = 30.0, interval: float = 0.05, message
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+
+
+_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def http_json(base_url: str, method: str, path: str, body: dict | None = None, token: str | None = None,
+              timeout: float = 30) -> tuple[int, Any]:
+    """One request to a running server, as an outside client; the status and the decoded JSON (None if empty)."""
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Token {token}"} if token else {})}
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(base_url + path, data, headers, method=method)
+    try:
+        with _NO_PROXY.open(request, timeout=timeout) as response:
+            status, raw = response.status, response.read()
+    except HTTPError as error:
+        status, raw = error.code, error.read()
+    return status, json.loads(raw) if raw else None
+
+
+def started(worker, ready, what: str):
+    """Waits until `ready()` while the process keeps running; fails with its output if it exits."""
+    wait_until(lambda: ready() or worker.process.poll() is not None, timeout=60, message=what)
+    assert worker.process.poll() is None, f"{what}: the process exited\n{worker.output()}"
+    return worker

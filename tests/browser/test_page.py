@@ -6,16 +6,14 @@ Screenshots land in the test's tmp_path and in tests/browser/artifacts/ (ignored
 browser's screenshot and console log are saved there too.
 """
 
-import json
 import shutil
-import urllib.request
 import uuid
 from pathlib import Path
-from urllib.error import HTTPError
 
 import pytest
 from django.contrib.auth import get_user_model
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -27,7 +25,7 @@ from chats.adapters import participant_of
 from chats.bootstrap import mediator
 from chats.embedded import free_port, port_open
 from messaging_domain.commands import CreateMessageCommand
-from tests.helpers import wait_until
+from tests.helpers import http_json, started
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -40,17 +38,9 @@ CHROMIUM_FLAGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-proxy-server",
     "--window-size=1280,800",
 ]
-NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 # --- The stack ----------------------------------------------------------------------------------------------
-
-
-def started(worker, ready, what: str):
-    """Waits until `ready()` while the process keeps running; fails with its output if it exits."""
-    wait_until(lambda: ready() or worker.process.poll() is not None, timeout=60, message=what)
-    assert worker.process.poll() is None, f"{what}: the process exited\n{worker.output()}"
-    return worker
 
 
 class Site:
@@ -85,15 +75,7 @@ def site(kafka, channel_layer, worker, tmp_path):
 
 def call(site: Site, method: str, path: str, body: dict | None = None, token: str | None = None):
     """One API request from outside the browser; returns the status and the decoded JSON body."""
-    headers = {"Content-Type": "application/json", **({"Authorization": f"Token {token}"} if token else {})}
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(site.url + path, data, headers, method=method)
-    try:
-        with NO_PROXY.open(request, timeout=WAIT) as response:
-            status, raw = response.status, response.read()
-    except HTTPError as error:
-        status, raw = error.code, error.read()
-    return status, json.loads(raw) if raw else None
+    return http_json(site.url, method, path, body, token, timeout=WAIT)
 
 
 # --- The browsers -------------------------------------------------------------------------------------------
@@ -116,7 +98,9 @@ class Page:
         return [entry["message"] for entry in self.console() if entry.get("source") != "network"]
 
     def wait(self, condition, message: str, timeout: float = WAIT):
-        return WebDriverWait(self.driver, timeout).until(lambda _: condition(), message)
+        # The page re-renders lists; a condition that caught an element being replaced is simply retried.
+        waiting = WebDriverWait(self.driver, timeout, ignored_exceptions=(StaleElementReferenceException,))
+        return waiting.until(lambda _: condition(), message)
 
     def find(self, css: str):
         return self.driver.find_element(By.CSS_SELECTOR, css)

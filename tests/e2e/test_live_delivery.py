@@ -6,25 +6,22 @@ layer -> daphne's consumers -> the websocket client.
 
 import asyncio
 import json
-import urllib.request
 import uuid
 from dataclasses import dataclass
 from typing import Any
-from urllib.error import HTTPError
 
 import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed
 
 from chats.embedded import free_port, port_open
-from tests.helpers import wait_until
+from tests.helpers import http_json, started
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 RECV_TIMEOUT = 30  # seconds any one frame may take once the forwarder is live
 FIRST_EVENT_TIMEOUT = 60  # the forwarder joins its consumer group a few seconds after it connects
 PASSWORD = "correct-horse-battery-9"
-NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 @dataclass
@@ -34,18 +31,7 @@ class Stack:
     port: int
 
     def call(self, method: str, path: str, body: dict | None = None, token: str | None = None) -> tuple[int, Any]:
-        """One HTTP request; returns the status and the decoded JSON body (None when empty)."""
-        headers = {"Content-Type": "application/json"}
-        if token:
-            headers["Authorization"] = f"Token {token}"
-        data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data, headers, method=method)
-        try:
-            with NO_PROXY.open(request, timeout=RECV_TIMEOUT) as response:
-                status, raw = response.status, response.read()
-        except HTTPError as error:
-            status, raw = error.code, error.read()
-        return status, json.loads(raw) if raw else None
+        return http_json(f"http://127.0.0.1:{self.port}", method, path, body, token, timeout=RECV_TIMEOUT)
 
     def register(self, username: str) -> str:
         status, body = self.call("POST", "/api/auth/register/", {"username": username, "password": PASSWORD})
@@ -55,13 +41,6 @@ class Stack:
     def ws(self, path: str, **query: Any) -> websockets.connect:
         query_string = "&".join(f"{key}={value}" for key, value in query.items())
         return websockets.connect(f"ws://127.0.0.1:{self.port}{path}?{query_string}", proxy=None)
-
-
-def started(worker, ready, what: str):
-    """Waits until `ready()` while the process keeps running; fails with its output if it exits."""
-    wait_until(lambda: ready() or worker.process.poll() is not None, timeout=60, message=what)
-    assert worker.process.poll() is None, f"{what}: the process exited\n{worker.output()}"
-    return worker
 
 
 @pytest.fixture

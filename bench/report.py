@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import timeit
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from importlib.metadata import version
@@ -112,9 +113,9 @@ def footprint_rows(r: dict) -> list[Row]:
     cpu = r["idle_cpu_percent"]
     infrastructure = [f"{name} {cpu[name]:.1f}" for name in ("kafka", "redis") if name in cpu]
     return [
-        Row("5 footprint", f"daphne RSS per idle chat websocket ({r['sockets']} open)",
+        Row("5 footprint", f"web RSS per idle chat websocket ({r['sockets']} open)",
             f"{r['chat_bytes_per_socket'] / 1024:,.1f} KiB",
-            f"{r['bare_bytes_per_socket'] / 1024:,.1f} KiB (bare websocket, same daphne)",
+            f"{r['bare_bytes_per_socket'] / 1024:,.1f} KiB (bare websocket, same web processes)",
             times(r["chat_bytes_per_socket"], r["bare_bytes_per_socket"])),
         Row("5 footprint", f"idle CPU % of one core over {r['idle_seconds']:g} s: web / relay / forwarder",
             f"{cpu['web']:.1f} / {cpu['relay']:.1f} / {cpu['forwarder']:.1f}",
@@ -163,6 +164,8 @@ def machine_facts(stack: Stack) -> dict:
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "nproc": os.cpu_count(),
         "cpu": cpu_model(),
+        "cpu_speed": cpu_speed(),
+        "web_processes": stack.web_processes,
         "python": platform.python_version(),
         "database": f"{connection.vendor} {database_version} ({stack.database})",
         "kafka": "embedded Tansu" if "kafka" in embedded else stack.env["KAFKA_BOOTSTRAP_SERVERS"],
@@ -172,6 +175,13 @@ def machine_facts(stack: Stack) -> dict:
         "daphne": version("daphne"),
         "kafka-python": version("kafka-python"),
     }
+
+
+def cpu_speed() -> str:
+    """How fast this machine's Python is right now (shared machines vary from day to day): the time of a
+    fixed pure-Python loop, best of three. Absolute figures of two runs compare only at similar speeds."""
+    best = min(timeit.repeat("for i in range(1_000_000): s += i", "s = 0", number=1, repeat=3))
+    return f"1M-addition loop {best * 1000:.0f} ms"
 
 
 def cpu_model() -> str:

@@ -61,6 +61,8 @@ class Stack:
     embedded: list[EmbeddedServer]
     database: str  # what the report says about the database
     port: int = field(default_factory=free_port)
+    # One daphne per core, as `make run` starts them (WEB_CONCURRENCY overrides both).
+    web_processes: int = field(default_factory=lambda: int(os.environ.get("WEB_CONCURRENCY", os.cpu_count() or 1)))
     processes: dict[str, Process] = field(default_factory=dict)
 
     @classmethod
@@ -107,13 +109,16 @@ class Stack:
         return done.stdout
 
     def start_service(self) -> None:
-        """daphne, relay_outbox and forward_events; returns once each is ready."""
+        """`web_processes` x `manage.py serve` (daphne) sharing the port, relay_outbox and forward_events;
+        returns once each is ready."""
         python = sys.executable
-        web = self._spawn("web", [python, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port),
-                                  "bench.asgi:application"])
+        webs = [self._spawn(f"web.{n}", [python, "manage.py", "serve", "--port", str(self.port)])
+                for n in range(1, self.web_processes + 1)]
         relay = self._spawn("relay", [python, "manage.py", "relay_outbox"])
         forwarder = self._spawn("forwarder", [python, "manage.py", "forward_events"])
-        self._wait_ready(web, lambda: port_open(self.port) and self._healthy(), "daphne to answer /api/health/")
+        for web in webs:
+            self._wait_ready(web, lambda: "Listening on TCP address" in web.output(), "daphne to listen")
+        self._wait_ready(webs[0], self._healthy, "daphne to answer /api/health/")
         self._wait_ready(relay, lambda: "connected to Kafka" in relay.output(), "the relay to connect to Kafka")
         self._wait_ready(forwarder, lambda: "partitions assigned" in forwarder.output(),
                          "the forwarder to join its consumer group")
@@ -122,11 +127,18 @@ class Stack:
         for process in reversed(list(self.processes.values())):
             process.stop()
 
-    def pids(self) -> dict[str, int]:
-        """Every process whose CPU the report shows, by name; "bench" is this process (the clients)."""
-        pids = {name: process.popen.pid for name, process in self.processes.items()}
-        pids.update({server.name: server.process.pid for server in self.embedded})
-        return {**pids, "bench": os.getpid()}
+    @property
+    def web_pids(self) -> list[int]:
+        return [process.popen.pid for name, process in self.processes.items() if name.startswith("web.")]
+
+    def pids(self) -> dict[str, list[int]]:
+        """Every process whose CPU the report shows, by role ("web" may be several daphne processes);
+        "bench" is this process (the clients)."""
+        pids: dict[str, list[int]] = {}
+        for name, process in self.processes.items():
+            pids.setdefault(name.split(".")[0], []).append(process.popen.pid)
+        pids.update({server.name: [server.process.pid] for server in self.embedded})
+        return {**pids, "bench": [os.getpid()]}
 
     def _spawn(self, name: str, argv: list[str]) -> Process:
         log = self.workdir / f"{name}.log"
@@ -156,18 +168,18 @@ class Stack:
 
 
 @contextmanager
-def cpu_usage(pids: dict[str, int]) -> Iterator[dict[str, float]]:
-    """Fills the yielded dict, on exit, with each process's CPU over the block in % of one core."""
+def cpu_usage(pids: dict[str, list[int]]) -> Iterator[dict[str, float]]:
+    """Fills the yielded dict, on exit, with each role's CPU over the block in % of one core (summed over
+    its processes)."""
     usage: dict[str, float] = {}
-    processes = {name: psutil.Process(pid) for name, pid in pids.items()}
-    before = {name: _cpu_seconds(process) for name, process in processes.items()}
+    processes = {name: [psutil.Process(pid) for pid in group] for name, group in pids.items()}
+    before = {name: _cpu_seconds(group) for name, group in processes.items()}
     started = time.monotonic()
     yield usage
     elapsed = time.monotonic() - started
-    for name, process in processes.items():
-        usage[name] = round(100 * (_cpu_seconds(process) - before[name]) / elapsed, 1)
+    for name, group in processes.items():
+        usage[name] = round(100 * (_cpu_seconds(group) - before[name]) / elapsed, 1)
 
 
-def _cpu_seconds(process: psutil.Process) -> float:
-    times = process.cpu_times()
-    return times.user + times.system
+def _cpu_seconds(processes: list[psutil.Process]) -> float:
+    return sum(times.user + times.system for times in (process.cpu_times() for process in processes))

@@ -130,7 +130,7 @@ def kafka(kafka_broker, settings):
 
 
 class Worker:
-    """A process of the service (a `manage.py` command, or daphne) with its output going to a file."""
+    """A process of the service (a `manage.py` command) with its output going to a file."""
 
     def __init__(self, argv: list[str], env: dict[str, str], log_path: Path) -> None:
         self.log_path = log_path
@@ -148,7 +148,7 @@ class Worker:
 
 @pytest.fixture
 def worker(settings, tmp_path):
-    """Starts `manage.py <command>` (or `daphne`, given as the command) as a real process on the test
+    """Starts `manage.py <command>` as a real process on the test
     database, the test's Kafka topic and Redis; kills leftovers at teardown."""
     started: list[Worker] = []
 
@@ -163,10 +163,7 @@ def worker(settings, tmp_path):
             PYTHONUNBUFFERED="1",
         )
         env.update(extra_env)
-        if command == "daphne":
-            argv = [sys.executable, "-m", "daphne", *args, "chatproject.asgi:application"]
-        else:
-            argv = [sys.executable, "manage.py", command, *args]
+        argv = [sys.executable, "manage.py", command, *args]
         started.append(Worker(argv, env, tmp_path / f"{command}-{len(started)}.log"))
         return started[-1]
 

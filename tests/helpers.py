@@ -81,3 +81,9 @@ def started(worker, ready, what: str):
     wait_until(lambda: ready() or worker.process.poll() is not None, timeout=60, message=what)
     assert worker.process.poll() is None, f"{what}: the process exited\n{worker.output()}"
     return worker
+
+
+def serving(worker, port: int, **env: str):
+    """`manage.py serve` on `port` (as `runstack` starts it), once daphne listens; several may share a port."""
+    web = worker("serve", "--port", str(port), **env)
+    return started(web, lambda: "Listening on TCP address" in web.output(), f"daphne to listen on {port}")

@@ -1,4 +1,4 @@
-"""Scenario 5, footprint: daphne's memory per idle websocket, and the idle CPU of the three processes.
+"""Scenario 5, footprint: the web processes' memory per idle websocket, and the idle CPU of the three processes.
 
 Runs first, on a freshly started daphne: after load, freed memory would be reused by new sockets and
 hide their cost. A few sockets of each kind are opened and closed first, so code loaded on first use is
@@ -30,18 +30,22 @@ SETTLE_SECONDS = 1.0  # after opening sockets, before reading RSS
 
 async def memory_per_socket(stack: Stack, chat_urls: list[str]) -> dict:
     """RSS steps of daphne for SOCKETS bare, then SOCKETS chat sockets (one user each), all kept open."""
-    web = psutil.Process(stack.processes["web"].popen.pid)
+    webs = [psutil.Process(pid) for pid in stack.web_pids]
+
+    def web_rss() -> int:  # the sockets spread over every web process
+        return sum(web.memory_info().rss for web in webs)
+
     bare_urls = [f"ws://127.0.0.1:{stack.port}{BARE_WEBSOCKET_PATH}"] * SOCKETS
     warmup, chat_urls = chat_urls[:WARMUP_SOCKETS], chat_urls[WARMUP_SOCKETS:]
     await close_sockets(await open_sockets(bare_urls[:WARMUP_SOCKETS] + warmup))
     await asyncio.sleep(SETTLE_SECONDS)
-    idle_rss = web.memory_info().rss
+    idle_rss = web_rss()
     bare = await open_sockets(bare_urls)
     await asyncio.sleep(SETTLE_SECONDS)
-    bare_rss = web.memory_info().rss
+    bare_rss = web_rss()
     chat = await open_sockets(chat_urls)
     await asyncio.sleep(SETTLE_SECONDS)
-    chat_rss = web.memory_info().rss
+    chat_rss = web_rss()
     refused = sum(ws.close_code is not None for ws in bare + chat)
     await close_sockets(bare + chat)
     if refused:

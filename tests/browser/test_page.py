@@ -23,9 +23,9 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from chats.adapters import participant_of
 from chats.bootstrap import mediator
-from chats.embedded import free_port, port_open
+from chats.embedded import free_port
 from messaging_domain.commands import CreateMessageCommand
-from tests.helpers import http_json, started
+from tests.helpers import http_json, serving, started
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -56,8 +56,7 @@ class Site:
         self.start_web()
 
     def start_web(self) -> None:
-        self.web = self.worker("daphne", "--bind", "127.0.0.1", "--port", str(self.port), **self.env)
-        started(self.web, lambda: port_open(self.port), "daphne to listen")
+        self.web = serving(self.worker, self.port, **self.env)
 
 
 @pytest.fixture

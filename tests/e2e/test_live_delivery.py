@@ -1,7 +1,9 @@
-"""End to end: daphne, relay_outbox and forward_events as real processes; clients over HTTP and websockets.
+"""End to end: two web processes sharing a port, relay_outbox and forward_events as real processes; clients
+over HTTP and websockets.
 
 A message takes the whole path: HTTP -> database + outbox -> relay -> Kafka -> forwarder -> Redis channel
-layer -> daphne's consumers -> the websocket client.
+layer -> daphne's consumers -> the websocket client. With two `serve` processes on one port, a message is
+often posted through one process and delivered by the other, as with one web process per core.
 """
 
 import asyncio
@@ -14,8 +16,8 @@ import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed
 
-from chats.embedded import free_port, port_open
-from tests.helpers import http_json, started
+from chats.embedded import free_port
+from tests.helpers import http_json, serving, started
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -29,6 +31,7 @@ class Stack:
     """The three processes of the service, running on the test database, Kafka topic and Redis."""
 
     port: int
+    web: list
 
     def call(self, method: str, path: str, body: dict | None = None, token: str | None = None) -> tuple[int, Any]:
         return http_json(f"http://127.0.0.1:{self.port}", method, path, body, token, timeout=RECV_TIMEOUT)
@@ -46,15 +49,15 @@ class Stack:
 @pytest.fixture
 def stack(kafka, channel_layer, worker):
     port = free_port()
-    daphne = worker("daphne", "--bind", "127.0.0.1", "--port", str(port))
+    web = [serving(worker, port), serving(worker, port)]
     relay = worker("relay_outbox")
     forwarder = worker("forward_events")
-    started(daphne, lambda: port_open(port), "daphne to listen")
     started(relay, lambda: "connected to Kafka" in relay.output(), "the relay to connect to Kafka")
     started(forwarder, lambda: "connected to Kafka" in forwarder.output(), "the forwarder to connect to Kafka")
-    yield Stack(port)
+    yield Stack(port, web)
     exits = {"relay_outbox": relay.stop(), "forward_events": forwarder.stop()}
-    daphne.stop()
+    for process in web:
+        process.stop()
     assert exits == {"relay_outbox": 0, "forward_events": 0}, relay.output() + forwarder.output()
 
 
@@ -135,6 +138,10 @@ def test_three_clients_see_every_message_once_in_order_and_a_reconnect_resumes_w
             assert (deleted["type"], deleted["chat_id"]) == ("chat.deleted", chat_id)
 
     asyncio.run(scenario())
+    # The kernel spread the ~70 connections over both web processes (the chance that one got them all is
+    # 2**-69), so messages posted through one process reached sockets held by the other.
+    assert all("] \"POST /api/chats/" in web.output() or "] \"WSCONNECT /ws/chats/" in web.output()
+               for web in stack.web), [web.output()[-2000:] for web in stack.web]
 
 
 def test_a_client_without_a_token_is_closed_with_4401_and_one_for_an_unknown_chat_with_4404(stack):

@@ -11,7 +11,6 @@ import sys
 import threading
 import time
 
-from django.conf import settings
 from django.core.management.base import BaseCommand
 from honcho.manager import Manager
 from honcho.printer import Printer
@@ -24,20 +23,18 @@ class Command(BaseCommand):
     help = "Run the web server and the workers, with embedded Kafka and Redis unless configured."
 
     def add_arguments(self, parser):
-        parser.add_argument("--port", type=positive_int, default=int(os.environ.get("PORT", "8000")))
+        parser.add_argument("--port", type=positive_int, default=os.environ.get("PORT", "8000"))
+        parser.add_argument(
+            "--web-processes", type=positive_int, default=os.environ.get("WEB_CONCURRENCY", str(os.cpu_count() or 1)),
+            help="daphne processes sharing the port, one per core by default (WEB_CONCURRENCY)",
+        )
 
-    def handle(self, *args, port, **options):
+    def handle(self, *args, port, web_processes, **options):
         env, embedded = environment_with_embedded_services()
         python = sys.executable
         manager = Manager(Printer(sys.stdout))
-        # daphne refuses websocket messages over the limit before buffering them (close 1009).
-        limit = settings.CHAT_WS_MAX_FRAME_BYTES
-        manager.add_process(
-            "web",
-            f"{python} -m daphne --bind 127.0.0.1 --port {port} --websocket-max-message-size {limit} "
-            f"--websocket-max-frame-size {limit} chatproject.asgi:application",
-            env=env,
-        )
+        for number in range(1, web_processes + 1):
+            manager.add_process(f"web.{number}", f"{python} manage.py serve --port {port}", env=env)
         manager.add_process("relay", f"{python} manage.py relay_outbox", env=env)
         manager.add_process("forwarder", f"{python} manage.py forward_events", env=env)
         names = {server.name: server.address for server in embedded}

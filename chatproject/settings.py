@@ -162,7 +162,13 @@ REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 # Throttle counters and websocket socket counts: shared in Redis when REDIS_URL is set (as `make run` and
 # production do), so limits hold across web processes; per process otherwise.
 if "REDIS_URL" in os.environ:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "OPTIONS": {"pool_class": "chats.cache.SharedConnectionPool"},  # not a new connection per request
+        }
+    }
 
 # Websocket limits (README, "Security").
 CHAT_WS_MAX_FRAME_BYTES = int(os.environ.get("CHAT_WS_MAX_FRAME_BYTES", "4096"))

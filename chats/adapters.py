@@ -9,6 +9,7 @@ from django.db import IntegrityError, transaction
 from rest_framework.fields import DateTimeField
 
 from chats import models
+from chats.outbox_wakeup import announce_outbox_rows
 from chats.serializers import ChatSerializer, MessageSerializer
 from messaging_domain.entities import Chat, Message
 from messaging_domain.events import (
@@ -159,6 +160,8 @@ class DjangoUnitOfWork(UnitOfWork):
             )
             for event in events
         )
+        if events:
+            transaction.on_commit(announce_outbox_rows)  # wakes the relay once the rows are visible
         self._open = False
         self._atomic.__exit__(None, None, None)
 

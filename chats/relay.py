@@ -140,33 +140,3 @@ def retry_parked() -> int:
     return OutboxEvent.objects.filter(failed_at__isnull=False, published_at__isnull=True).update(
         failed_at=None, last_error=""
     )
-
-
-class OutboxWakeup:
-    """Waits until there may be new rows: a NOTIFY from the outbox trigger on PostgreSQL, else a poll.
-
-    The poll interval stays as a ceiling on PostgreSQL too, so a lost notification costs one interval.
-    """
-
-    CHANNEL = "chat_outbox"
-
-    def __init__(self) -> None:
-        self._listening_on = None
-
-    def wait(self, timeout: float, stop) -> None:
-        if connection.vendor != "postgresql":
-            stop.sleep(timeout)
-            return
-        connection.ensure_connection()
-        raw = connection.connection
-        if raw is not self._listening_on:  # a new connection after a database outage listens again
-            with connection.cursor() as cursor:
-                cursor.execute(f"LISTEN {self.CHANNEL}")
-            self._listening_on = raw
-        remaining = timeout
-        while remaining > 0 and not stop:
-            # Short slices, so SIGTERM is noticed within half a second while waiting.
-            step = min(remaining, 0.5)
-            if any(True for _ in raw.notifies(timeout=step, stop_after=1)):
-                return
-            remaining -= step

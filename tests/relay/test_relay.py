@@ -178,14 +178,29 @@ def test_two_relays_on_postgresql_publish_every_row_once_in_per_chat_order(kafka
     assert sum(shares) == total and min(shares) > 0, shares
 
 
-@pytest.mark.skipif(not ON_POSTGRESQL, reason="LISTEN/NOTIFY is PostgreSQL's; SQLite polls")
 @pytest.mark.django_db(transaction=True)
-def test_on_postgresql_the_relay_wakes_on_notify_long_before_its_poll_interval(kafka, ann, worker):
+def test_the_relay_wakes_on_the_writers_signal_long_before_its_poll_interval(kafka, ann, worker, redis_server, settings):
+    """NOTIFY from the outbox trigger on PostgreSQL; a Redis message after the commit elsewhere."""
+    settings.REDIS_URL = f"redis://{redis_server.address}/0"
     relay = worker("relay_outbox", "--poll-interval", "600")
-    wait_until(lambda: "waking on NOTIFY" in relay.output(), message="the relay to start")
+    signal = "NOTIFY" if ON_POSTGRESQL else "Redis messages"
+    wait_until(lambda: f"waking on {signal} chat_outbox" in relay.output(), message="the relay to start")
     wait_until(lambda: "connected to Kafka" in relay.output(), message="the relay to connect")
-    write_burst(ann, chats=1, messages=1)
-    wait_until(lambda: pending_count() == 0, timeout=60, message="a NOTIFY to wake the relay")
+    for burst in range(3):  # each write wakes it again, not only the first
+        write_burst(ann, chats=1, messages=1, prefix=f"burst {burst}")
+        wait_until(lambda: pending_count() == 0, timeout=60, message="a signal to wake the relay")
+
+
+@pytest.mark.skipif(ON_POSTGRESQL, reason="PostgreSQL signals through the database, not Redis")
+@pytest.mark.django_db(transaction=True)
+def test_with_redis_down_writes_still_commit_and_the_relay_polls_instead_and_says_so(kafka, ann, worker, settings):
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    relay = worker("relay_outbox", "--poll-interval", "0.2")
+    wait_until(lambda: "Redis wake-ups unavailable" in relay.output(), message="the relay to notice")
+    write_burst(ann, chats=1, messages=3)  # the writers' signal fails; the writes do not
+    assert models.OutboxEvent.objects.count() == 4
+    wait_until(lambda: pending_count() == 0, timeout=60, message="the relay to find the rows by polling")
+    assert relay.process.poll() is None
 
 
 @pytest.mark.django_db

@@ -12,13 +12,8 @@ from django.db import InterfaceError, OperationalError, connection
 from kafka.errors import KafkaError
 
 from chats.kafka import bootstrap_servers, create_producer, ensure_topic
-from chats.relay import (
-    BrokerUnavailable,
-    OutboxWakeup,
-    prune_published,
-    relay_batch,
-    retry_parked,
-)
+from chats.outbox_wakeup import CHANNEL, OutboxWakeup
+from chats.relay import BrokerUnavailable, prune_published, relay_batch, retry_parked
 from chats.workers import (
     Backoff,
     StopFlag,
@@ -43,9 +38,10 @@ class Command(BaseCommand):
         parser.add_argument("--once", action="store_true", help="Drain the outbox, then exit (non-zero if Kafka is away).")
         parser.add_argument("--batch-size", type=positive_int, default=500, help="Rows per batch (default 500).")
         parser.add_argument(
-            "--poll-interval", type=positive_float, default=None,
-            help="Seconds between looks at an idle outbox. On PostgreSQL the relay wakes on NOTIFY at once and "
-                 "this is only a fallback (default 1); on SQLite it is the latency floor (default 0.05).",
+            "--poll-interval", type=positive_float, default=1.0,
+            help="Most seconds between looks at an idle outbox (default 1). The relay wakes at once on a "
+                 "signal from the writers (NOTIFY on PostgreSQL, a Redis message elsewhere); this is the "
+                 "ceiling when a signal is lost or Redis is down.",
         )
         parser.add_argument(
             "--prune-after", type=parse_duration, default=parse_duration("7d"),
@@ -59,14 +55,13 @@ class Command(BaseCommand):
         except ImproperlyConfigured as error:
             raise CommandError(str(error)) from None
         topic = settings.KAFKA_TOPIC
-        if poll_interval is None:
-            poll_interval = 1.0 if connection.vendor == "postgresql" else 0.05
         if retry_failed:
             logger.info("put %d parked rows back in the queue", retry_parked())
         logger.info(
             "relay_outbox: %s database -> Kafka %s topic %s, batch %d, %s",
             connection.vendor, servers, topic, batch_size,
-            "waking on NOTIFY" if connection.vendor == "postgresql" else f"polling every {poll_interval}s",
+            f"waking on {'NOTIFY' if connection.vendor == 'postgresql' else 'Redis messages'} {CHANNEL}, "
+            f"at least every {poll_interval:g}s",
         )
         stop = StopFlag()
         wakeup = OutboxWakeup()

@@ -1,0 +1,105 @@
+"""How the relay learns that outbox rows were committed, without polling the database tightly.
+
+On PostgreSQL an AFTER INSERT trigger NOTIFYs `chat_outbox` (migration 0002) and the relay LISTENs. Other
+databases (SQLite) have no such thing, so the writer PUBLISHes on the Redis channel `chat_outbox` once its
+transaction has committed, and the relay SUBSCRIBEs. Either way the relay's poll interval stays as a
+ceiling: a lost signal, or Redis being down, costs at most one interval, never a row.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import redis
+from django.conf import settings
+from django.db import connection
+
+from chats.cache import SharedConnectionPool
+
+logger = logging.getLogger("chats.relay")
+
+CHANNEL = "chat_outbox"
+SIGNAL_TIMEOUT = 0.25  # seconds a committed write may spend announcing itself; the poll covers a failure
+QUIET_AFTER_FAILURE = 5.0  # seconds without announcing after Redis failed, so an outage costs requests nothing
+
+
+def _redis() -> redis.Redis:
+    pool = SharedConnectionPool.from_url(
+        settings.REDIS_URL, socket_timeout=SIGNAL_TIMEOUT, socket_connect_timeout=SIGNAL_TIMEOUT
+    )
+    return redis.Redis(connection_pool=pool)
+
+
+class OutboxAnnouncer:
+    """Tells a waiting relay that outbox rows were committed (run by `transaction.on_commit`)."""
+
+    def __init__(self) -> None:
+        self._quiet_until = 0.0
+
+    def __call__(self) -> None:
+        if connection.vendor == "postgresql" or time.monotonic() < self._quiet_until:
+            return  # PostgreSQL's trigger has notified already; or Redis failed moments ago
+        try:
+            _redis().publish(CHANNEL, b"")
+        except redis.RedisError as error:
+            self._quiet_until = time.monotonic() + QUIET_AFTER_FAILURE
+            logger.warning("could not wake the relay through Redis (%s); it finds the rows by polling", error)
+
+
+announce_outbox_rows = OutboxAnnouncer()
+
+
+class OutboxWakeup:
+    """Waits until there may be new rows: a NOTIFY on PostgreSQL, a Redis message elsewhere, or the timeout."""
+
+    def __init__(self) -> None:
+        self._listening_on = None
+        self._subscription: redis.client.PubSub | None = None
+        self._redis_down = False
+
+    def wait(self, timeout: float, stop) -> None:
+        if connection.vendor == "postgresql":
+            self._wait_for_notify(timeout, stop)
+        else:
+            self._wait_for_redis(timeout, stop)
+
+    def _wait_for_notify(self, timeout: float, stop) -> None:
+        connection.ensure_connection()
+        raw = connection.connection
+        if raw is not self._listening_on:  # a new connection after a database outage listens again
+            with connection.cursor() as cursor:
+                cursor.execute(f"LISTEN {CHANNEL}")
+            self._listening_on = raw
+        for step in _slices(timeout, stop):
+            if any(True for _ in raw.notifies(timeout=step, stop_after=1)):
+                return
+
+    def _wait_for_redis(self, timeout: float, stop) -> None:
+        try:
+            if self._subscription is None:
+                self._subscription = _redis().pubsub(ignore_subscribe_messages=True)
+                self._subscription.subscribe(CHANNEL)
+                if self._redis_down:
+                    logger.info("Redis wake-ups are back")
+                    self._redis_down = False
+            for step in _slices(timeout, stop):
+                if self._subscription.get_message(timeout=step) is not None:
+                    while self._subscription.get_message(timeout=0) is not None:
+                        pass  # one wake-up for every announcement that came meanwhile
+                    return
+        except redis.RedisError as error:
+            if not self._redis_down:
+                logger.warning("Redis wake-ups unavailable (%s); polling every %gs until it is back", error, timeout)
+                self._redis_down = True
+            self._subscription = None  # subscribe again next time
+            stop.sleep(timeout)
+
+
+def _slices(timeout: float, stop):
+    """Half-second slices of `timeout`, so SIGTERM is noticed while waiting."""
+    remaining = timeout
+    while remaining > 0 and not stop:
+        step = min(remaining, 0.5)
+        yield step
+        remaining -= step

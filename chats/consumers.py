@@ -22,6 +22,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from redis import asyncio as aioredis
 
+from chats.frames import message_frame
 from chats.queries import chat_last_seq, messages_after
 from chats.signals import credential_group
 
@@ -205,11 +206,7 @@ class LobbyConsumer(EventStreamConsumer):
         await self.accept()  # only once subscribed: an open socket means nothing from now on is missed
 
     async def chat_event(self, message: dict[str, Any]) -> None:
-        envelope = message["envelope"]
-        frame = {"type": envelope["event_type"], "event_id": envelope["event_id"], "chat_id": envelope["chat_id"]}
-        if envelope["event_type"] == "chat.created":
-            frame["chat"] = envelope["payload"]
-        await self.send_json(frame)
+        await self.send(text_data=message["frame"])
 
 
 class ChatStreamConsumer(EventStreamConsumer):
@@ -248,14 +245,13 @@ class ChatStreamConsumer(EventStreamConsumer):
             await self.send_from_database(up_to_seq=last_seq)
 
     async def chat_event(self, message: dict[str, Any]) -> None:
-        envelope = message["envelope"]
-        if envelope["event_type"] == "chat.deleted":
-            await self.send_json({"type": "chat.deleted", "event_id": envelope["event_id"], "chat_id": envelope["chat_id"]})
+        if message["event_type"] == "chat.deleted":
+            await self.send(text_data=message["frame"])
             await self.close(code=CLOSE_CHAT_DELETED)
             return
-        if envelope["event_type"] != "message.created":
+        if message["event_type"] != "message.created":
             return
-        seq = envelope["payload"]["seq"]
+        seq = message["seq"]
         if seq <= self.sent_seq:
             return  # replayed already, or a repeated delivery
         if seq - self.sent_seq > MAX_LAG or self.backlog() > MAX_LAG:
@@ -266,7 +262,8 @@ class ChatStreamConsumer(EventStreamConsumer):
             return
         if seq > self.sent_seq + 1:
             await self.send_from_database(up_to_seq=seq - 1)  # frames were lost upstream: fill the gap
-        await self.send_message_frame(envelope["payload"], envelope["event_id"])
+        await self.send(text_data=message["frame"])  # rendered once by the forwarder for every socket
+        self.sent_seq = seq
 
     async def send_from_database(self, up_to_seq: int) -> None:
         while self.sent_seq < up_to_seq:
@@ -274,10 +271,5 @@ class ChatStreamConsumer(EventStreamConsumer):
             if not page:
                 return  # the chat was deleted meanwhile; its chat.deleted frame is on the way
             for message in page:
-                await self.send_message_frame(message, event_id=None)
-
-    async def send_message_frame(self, message: dict[str, Any], event_id: str | None) -> None:
-        await self.send_json(
-            {"type": "message.created", "event_id": event_id, "chat_id": message["chat_id"], "message": message}
-        )
-        self.sent_seq = message["seq"]
+                await self.send_json(message_frame(message, event_id=None))
+                self.sent_seq = message["seq"]

@@ -13,6 +13,7 @@ from collections import OrderedDict
 from typing import Any
 
 from chats.consumers import LOBBY_GROUP, chat_group
+from chats.frames import group_message
 
 logger = logging.getLogger("chats.forwarder")
 
@@ -87,7 +88,7 @@ async def handle_record(record: Any, channel_layer: Any, recent: RecentEventIds)
         return "invalid"
     if envelope["event_id"] in recent:
         return "duplicate"
-    message = {"type": "chat.event", "envelope": envelope}
+    message = group_message(envelope)
     for group in groups_for(envelope):
         await channel_layer.group_send(group, message)
     recent.add(envelope["event_id"])

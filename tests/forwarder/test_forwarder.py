@@ -12,6 +12,7 @@ from kafka import KafkaAdminClient
 from chats.consumers import LOBBY_GROUP, chat_group
 from chats.embedded import free_port, start_redis
 from chats.forwarder import InvalidEnvelope, RecentEventIds, parse_envelope
+from chats.frames import group_message
 from chats.kafka import create_producer
 from tests.helpers import wait_until
 
@@ -37,6 +38,10 @@ def produce(values: list[tuple[str, bytes]]) -> None:
         producer.flush()
     finally:
         producer.close()
+
+
+def event_id_of(message: dict) -> str:
+    return json.loads(message["frame"])["event_id"]
 
 
 def as_record(value: dict) -> tuple[str, bytes]:
@@ -91,9 +96,17 @@ async def test_events_reach_the_chat_group_and_chat_events_the_lobby_too(kafka, 
     forwarder = await start_forwarder(worker, "--group", "forwarder-delivery")
 
     got = await receive(channel_layer, chat_channel, 4)
-    assert got == [{"type": "chat.event", "envelope": e} for e in events]
+    assert got == [group_message(e) for e in events]
+    created, first, second, deleted = events
+    assert [json.loads(m["frame"]) for m in got] == [  # the frames clients get (DESIGN.md), rendered once here
+        {"type": "chat.created", "event_id": created["event_id"], "chat_id": chat_id, "chat": created["payload"]},
+        {"type": "message.created", "event_id": first["event_id"], "chat_id": chat_id, "message": first["payload"]},
+        {"type": "message.created", "event_id": second["event_id"], "chat_id": chat_id, "message": second["payload"]},
+        {"type": "chat.deleted", "event_id": deleted["event_id"], "chat_id": chat_id},
+    ]
+    assert [m["seq"] for m in got] == [None, 1, 2, None]
     lobby = await receive(channel_layer, lobby_channel, 2)
-    assert [m["envelope"]["event_type"] for m in lobby] == ["chat.created", "chat.deleted"]
+    assert [m["event_type"] for m in lobby] == ["chat.created", "chat.deleted"]
     assert await received_nothing_more(channel_layer, lobby_channel)
 
     await asyncio.to_thread(wait_until, lambda: committed("forwarder-delivery") == 4, 20,
@@ -111,7 +124,7 @@ async def test_a_repeated_event_id_is_forwarded_once(kafka, channel_layer, worke
     await start_forwarder(worker, "--group", "forwarder-dedup")
 
     got = await receive(channel_layer, channel, 2)
-    assert [m["envelope"]["event_id"] for m in got] == [first["event_id"], second["event_id"]]
+    assert [event_id_of(m) for m in got] == [first["event_id"], second["event_id"]]
     assert await received_nothing_more(channel_layer, channel)
 
 
@@ -125,7 +138,7 @@ async def test_a_record_that_is_not_an_envelope_is_logged_with_its_position_and_
     forwarder = await start_forwarder(worker, "--group", "forwarder-bad-records")
 
     [message] = await receive(channel_layer, channel, 1)
-    assert message["envelope"] == good
+    assert message == group_message(good)
     log = forwarder.output()
     assert len(re.findall(rf"skipping record {django_settings.KAFKA_TOPIC}\[\d+\]@\d+: ", log)) == 2
     assert "not UTF-8 JSON" in log and "missing" in log
@@ -180,7 +193,7 @@ async def test_two_forwarders_in_one_group_share_the_partitions(kafka, channel_l
     events = [envelope(c, 1) for c in chats]
     produce([as_record(e) for e in events])
     got = await receive(channel_layer, channel, len(events))
-    assert sorted(m["envelope"]["event_id"] for m in got) == sorted(e["event_id"] for e in events)
+    assert sorted(event_id_of(m) for m in got) == sorted(e["event_id"] for e in events)
     assert await received_nothing_more(channel_layer, channel)
     assert [first.stop(), second.stop()] == [0, 0]
 

@@ -12,6 +12,7 @@ from chats import consumers
 from chats.adapters import participant_of
 from chats.bootstrap import mediator
 from chats.consumers import LOBBY_GROUP, chat_group
+from chats.frames import group_message
 from chats.models import OutboxEvent
 from messaging_domain.commands import (
     CreateChatCommand,
@@ -55,7 +56,7 @@ async def connect(path: str, headers=None) -> WebsocketCommunicator:
 
 async def deliver(layer, group: str, envelope: dict) -> None:
     """What forward_events does with an event (tested on its own in tests/forwarder/)."""
-    await layer.group_send(group, {"type": "chat.event", "envelope": envelope})
+    await layer.group_send(group, group_message(envelope))
 
 
 async def seqs_received(communicator, count: int) -> list[tuple[int, bool]]:

@@ -93,7 +93,7 @@ def latency_rows(r: dict) -> list[Row]:
 
 
 def fanout_rows(r: dict) -> list[Row]:
-    service, raw = r["service"], r["raw"]
+    service, bare, raw = r["service"], r["bare"], r["raw"]
     name = f"4 fan-out, {service['subscribers']:,} subscribers x {service['messages']} msgs"
     if service["subscribers"] < service["subscribers_wanted"]:
         name += f" (stepped down from {service['subscribers_wanted']:,})"
@@ -101,6 +101,12 @@ def fanout_rows(r: dict) -> list[Row]:
         Row(name, "frames delivered/s", number(service["delivered_per_s"]),
             f"{number(raw['delivered_per_s'])} (raw group_send, same layer and Redis)", percent(r["ratio"]),
             ">= 80 % of raw", verdict(r["ratio"] is not None and r["ratio"] >= 0.80)),
+        Row(name, "frames delivered/s, against real sockets", number(service["delivered_per_s"]),
+            f"{number(bare['delivered_per_s'])} (bare websocket fan-out: thinnest Channels consumer, same web "
+            f"processes; itself {percent(r['bare_ratio_to_raw'])} of raw)", percent(r["ratio_to_bare"])),
+        Row(name, "delivery p50 / p99 ms, against real sockets", ms(service["latency_ms"], "p50", "p99"),
+            f"{ms(bare['latency_ms'], 'p50', 'p99')} (bare websocket)",
+            " / ".join(times(service["latency_ms"][q], bare["latency_ms"][q]) for q in ("p50", "p99"))),
         Row(name, "delivery p50 / p99 ms", ms(service["latency_ms"], "p50", "p99"),
             f"{number(raw['latency_p50_ms'], 1)} / {number(raw['latency_p99_ms'], 1)} (raw)",
             " / ".join(times(service["latency_ms"][q], raw[f"latency_{q}_ms"]) for q in ("p50", "p99"))),
@@ -135,6 +141,7 @@ def cpu_table(results: dict) -> str:
         "1 ingest (service)": results["ingest"]["service"]["cpu_percent"],
         **{f"3 end-to-end {run['rate']:g} msg/s": run["cpu_percent"] for run in results["latency"]["runs"]},
         "4 fan-out": results["fanout"]["service"]["cpu_percent"],
+        "4 fan-out (bare websocket)": results["fanout"]["bare"]["cpu_percent"],
     }
     names = list(next(iter(phases.values())))
     lines = ["| phase | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]

@@ -5,11 +5,15 @@ all 20 (N x 20 frames). Frames delivered/s = frames / (last frame received - fir
 latency = receive time - POST send time. If the machine cannot open N sockets, the scenario steps down
 (1,000 -> 500 -> 250) and says so.
 
-The baseline (bench/channel_layers.py's `run_case`): the same number of channels, each a task receiving in
-one process, in one group of the same layer class (RedisPubSubChannelLayer) on the same Redis, and a
-sender in another process doing the same number of group_sends back to back; the same two figures.
-What separates the two is everything a frame takes beyond the layer: HTTP, database, relay, Kafka, the
-forwarder, daphne's consumers and websocket framing, and the clients reading the frames.
+Two baselines, each with the same number of receivers and messages and the same two figures:
+- raw group_send (bench/channel_layers.py's `run_case`): the same number of channels, each a task
+  receiving in one process, in one group of the same layer class (RedisPubSubChannelLayer) on the same
+  Redis, and a sender in another process doing the group_sends back to back. No sockets at all.
+- bare websocket fan-out: the same number of real websockets on the same web processes, each held by the
+  thinnest Channels consumer (bench/asgi.py: join a group, send each message's text as it is), and this
+  process group_sending frames of the service's shape and size. What a frame costs in daphne, Channels
+  and the clients, with none of the service.
+service / bare is what the service adds; bare / raw is what delivering to sockets costs at all.
 """
 
 from __future__ import annotations
@@ -17,12 +21,20 @@ from __future__ import annotations
 import asyncio
 from urllib.parse import urlsplit
 
+import json
+import time
+import uuid
+
+from channels.layers import get_channel_layer
+
+from bench.asgi import BARE_FANOUT_GROUP, BARE_FANOUT_PATH
 from bench.channel_layers import run_case
 from bench.httpclient import Connection
 from bench.scenarios.latency import FIRST_EVENT_CAP, post_and_receive
 from bench.seed import chat_stream_urls, create_chat, token_for, tokens_for
-from bench.stack import Stack
+from bench.stack import Stack, cpu_usage
 from bench.wsclient import Audience
+from chats.frames import message_frame
 
 SUBSCRIBERS = (1000, 500, 250)  # tried in turn until the machine holds them
 MESSAGES = 20
@@ -54,17 +66,50 @@ async def scenario(stack: Stack, chat_id: str, writer: str, readers: list[str]) 
         await audience.close()
 
 
+async def group_send_frames(chat_id: str, seqs: range) -> dict[int, float]:
+    """Frames shaped like the service's, sent to the bare consumers' group; returns seq -> send time."""
+    layer, sent_at = get_channel_layer(), {}
+    for seq in seqs:
+        message = {"id": str(uuid.uuid4()), "chat_id": chat_id, "seq": seq, "text": f"at None/s, message {seq}",
+                   "author": "bench-fanout-writer", "created_at": "2026-11-29T00:00:00.000000Z"}
+        text = json.dumps(message_frame(message, str(uuid.uuid4())))
+        sent_at[seq] = time.monotonic()
+        await layer.group_send(BARE_FANOUT_GROUP, {"type": "bench.frame", "text": text})
+    return sent_at
+
+
+async def bare_scenario(stack: Stack, subscribers: int, chat_id: str) -> dict:
+    audience = await Audience.connect([f"ws://127.0.0.1:{stack.port}{BARE_FANOUT_PATH}"] * subscribers)
+    try:
+        audience.reset()
+        warmup = await group_send_frames(chat_id, range(0, 1))
+        await audience.wait_for(1, FIRST_EVENT_CAP, FIRST_EVENT_CAP)
+        if audience.deliveries(warmup)["lost"]:
+            raise RuntimeError("the warm-up frame did not reach every bare subscriber")
+        audience.reset()
+        with cpu_usage(stack.pids()) as cpu:
+            sent_at = await group_send_frames(chat_id, range(1, MESSAGES + 1))
+            ended_by = await audience.wait_for(MESSAGES, IDLE_CAP, DRAIN_CAP)
+        return {**audience.deliveries(sent_at), "ended_by": ended_by, "cpu_percent": cpu}
+    finally:
+        await audience.close()
+
+
 def run(stack: Stack) -> dict:
     writer, readers = token_for("bench-fanout-writer"), tokens_for("bench-fanout-reader", SUBSCRIBERS[0])
     chat_id = create_chat(stack, writer, "fan-out")
     service = asyncio.run(scenario(stack, chat_id, writer, readers))
+    bare = asyncio.run(bare_scenario(stack, service["subscribers"], chat_id))
     redis_address = urlsplit(stack.env["REDIS_URL"]).netloc
     raw = run_case("pubsub", "burst", redis_address, service["subscribers"], MESSAGES, 0.0)
     if "error" in raw:
         raise RuntimeError(f"raw group_send baseline failed: {raw['error']}")
-    service_rate, raw_rate = service["delivered_per_s"], raw.get("delivered_per_s")
+    service_rate, bare_rate, raw_rate = service["delivered_per_s"], bare["delivered_per_s"], raw.get("delivered_per_s")
     return {
         "service": service,
+        "bare": bare,
         "raw": raw,
         "ratio": round(service_rate / raw_rate, 4) if service_rate and raw_rate else None,
+        "ratio_to_bare": round(service_rate / bare_rate, 4) if service_rate and bare_rate else None,
+        "bare_ratio_to_raw": round(bare_rate / raw_rate, 4) if bare_rate and raw_rate else None,
     }

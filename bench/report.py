@@ -55,7 +55,7 @@ def ms(latency: dict, *names: str) -> str:
 
 
 def ingest_rows(r: dict) -> list[Row]:
-    service, bare = r["service"], r["bare"]
+    service, bare, alone = r["service"], r["bare"], r["one_client"]
     name = f"1 ingest, {r['clients']} clients"
     return [
         Row(name, "POST /api/chats/{id}/messages/ requests/s", number(service["requests_per_s"]),
@@ -64,6 +64,9 @@ def ingest_rows(r: dict) -> list[Row]:
         Row(name, "latency p50 / p99 ms", ms(service["latency_ms"], "p50", "p99"),
             f"{ms(bare['latency_ms'], 'p50', 'p99')} (bare)",
             " / ".join(times(service["latency_ms"][q], bare["latency_ms"][q]) for q in ("p50", "p99"))),
+        Row("1 ingest, 1 client alone", "latency p50 / p99 ms (a POST with nothing queued)",
+            ms(alone["service"]["latency_ms"], "p50", "p99"), f"{ms(alone['bare']['latency_ms'], 'p50', 'p99')} (bare)",
+            " / ".join(times(alone["service"]["latency_ms"][q], alone["bare"]["latency_ms"][q]) for q in ("p50", "p99"))),
     ]
 
 

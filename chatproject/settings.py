@@ -88,6 +88,9 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Django's backend, with write transactions queued on a file lock instead of SQLite's sleeping busy
+    # handler (chats/sqlite/base.py): several web processes and the relay write to one file.
+    DATABASES["default"]["ENGINE"] = "chats.sqlite"
     DATABASES["default"]["OPTIONS"] = {
         "transaction_mode": "IMMEDIATE",
         "timeout": 20,

@@ -6,7 +6,8 @@ answered. The baseline is the same load on `POST /bench/bare/` in the same daphn
 `{text}` and writing one row, token-authenticated and throttle-checked the same way. The relay and the
 forwarder keep running, as in production: relaying what the real endpoint writes is part of its cost.
 Requests are counted when they complete inside the measured window, after a warm-up; the two endpoints
-take turns, two rounds each.
+take turns, two rounds each. Then one client alone on each endpoint: the latency of a POST with nothing
+queued in front of it, the floor under every end-to-end latency (scenario 3 starts its clock at the POST).
 """
 
 from __future__ import annotations
@@ -75,7 +76,9 @@ def run(stack: Stack) -> dict:
         bare_rounds.append(measure(stack, bare_targets))
         service_rounds.append(measure(stack, service_targets))
     bare, service = summary(bare_rounds), summary(service_rounds)
+    alone = {"bare": summary([measure(stack, bare_targets[:1])]), "service": summary([measure(stack, service_targets[:1])])}
     return {
+        "one_client": alone,
         "clients": CLIENTS,
         "seconds": SECONDS * ROUNDS,
         "rounds": ROUNDS,

@@ -8,6 +8,7 @@ ceiling: a lost signal, or Redis being down, costs at most one interval, never a
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 
@@ -24,11 +25,14 @@ SIGNAL_TIMEOUT = 0.25  # seconds a committed write may spend announcing itself; 
 QUIET_AFTER_FAILURE = 5.0  # seconds without announcing after Redis failed, so an outage costs requests nothing
 
 
-def _redis() -> redis.Redis:
-    pool = SharedConnectionPool.from_url(
-        settings.REDIS_URL, socket_timeout=SIGNAL_TIMEOUT, socket_connect_timeout=SIGNAL_TIMEOUT
-    )
+@functools.lru_cache(maxsize=4)
+def _redis_at(url: str) -> redis.Redis:
+    pool = SharedConnectionPool.from_url(url, socket_timeout=SIGNAL_TIMEOUT, socket_connect_timeout=SIGNAL_TIMEOUT)
     return redis.Redis(connection_pool=pool)
+
+
+def _redis() -> redis.Redis:
+    return _redis_at(settings.REDIS_URL)
 
 
 class OutboxAnnouncer:

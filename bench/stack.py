@@ -26,7 +26,8 @@ from pathlib import Path
 
 import psutil
 
-from chats.embedded import EmbeddedServer, environment_with_embedded_services, free_port, port_open
+from chats.embedded import EmbeddedServer, environment_with_embedded_services, free_port
+from chats.workers import default_web_processes
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 READY_TIMEOUT = 60.0  # seconds for a process to become ready (the forwarder joins its group in ~3 s)
@@ -61,8 +62,7 @@ class Stack:
     embedded: list[EmbeddedServer]
     database: str  # what the report says about the database
     port: int = field(default_factory=free_port)
-    # One daphne per core, as `make run` starts them (WEB_CONCURRENCY overrides both).
-    web_processes: int = field(default_factory=lambda: int(os.environ.get("WEB_CONCURRENCY", os.cpu_count() or 1)))
+    web_processes: int | None = None  # None: as many as `make run` starts (chats.workers.default_web_processes)
     processes: dict[str, Process] = field(default_factory=dict)
 
     @classmethod
@@ -112,6 +112,8 @@ class Stack:
         """`web_processes` x `manage.py serve` (daphne) sharing the port, relay_outbox and forward_events;
         returns once each is ready."""
         python = sys.executable
+        if self.web_processes is None:
+            self.web_processes = default_web_processes()  # Django is set up on the bench database by now
         webs = [self._spawn(f"web.{n}", [python, "manage.py", "serve", "--port", str(self.port)])
                 for n in range(1, self.web_processes + 1)]
         relay = self._spawn("relay", [python, "manage.py", "relay_outbox"])

@@ -11,12 +11,13 @@ import sys
 import threading
 import time
 
-from django.core.management.base import BaseCommand
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management.base import BaseCommand, CommandError
 from honcho.manager import Manager
 from honcho.printer import Printer
 
 from chats.embedded import environment_with_embedded_services, port_open
-from chats.workers import positive_int
+from chats.workers import default_web_processes, positive_int
 
 
 class Command(BaseCommand):
@@ -25,11 +26,16 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--port", type=positive_int, default=os.environ.get("PORT", "8000"))
         parser.add_argument(
-            "--web-processes", type=positive_int, default=os.environ.get("WEB_CONCURRENCY", str(os.cpu_count() or 1)),
-            help="daphne processes sharing the port, one per core by default (WEB_CONCURRENCY)",
+            "--web-processes", type=positive_int, default=None,
+            help="daphne processes sharing the port (default WEB_CONCURRENCY, else one per core on PostgreSQL "
+                 "and one on SQLite, which takes one writer at a time)",
         )
 
     def handle(self, *args, port, web_processes, **options):
+        try:
+            web_processes = web_processes or default_web_processes()
+        except ImproperlyConfigured as error:
+            raise CommandError(str(error)) from None
         env, embedded = environment_with_embedded_services()
         python = sys.executable
         manager = Manager(Printer(sys.stdout))

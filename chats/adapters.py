@@ -10,7 +10,7 @@ from rest_framework.fields import DateTimeField
 
 from chats import models
 from chats.outbox_wakeup import announce_outbox_rows
-from chats.serializers import ChatSerializer, MessageSerializer
+from chats.serializers import represent_chat, represent_message
 from messaging_domain.entities import Chat, Message
 from messaging_domain.events import (
     ChatDeletedEvent,
@@ -118,9 +118,9 @@ class DjangoMessageRepository(MessageRepository):
 _iso = DateTimeField().to_representation
 
 _PAYLOADS = {
-    NewChatCreatedEvent: lambda event: ChatSerializer(event.chat).data,
-    NewMessageReceivedEvent: lambda event: MessageSerializer(event.message).data,
-    ChatDeletedEvent: lambda event: ChatSerializer(event.chat).data,
+    NewChatCreatedEvent: lambda event: represent_chat(event.chat),
+    NewMessageReceivedEvent: lambda event: represent_message(event.message),
+    ChatDeletedEvent: lambda event: represent_chat(event.chat),
 }
 
 

@@ -22,3 +22,10 @@ class MessageSerializer(serializers.Serializer):
     text = serializers.CharField(read_only=True)
     author = serializers.CharField(source="author.username", read_only=True)
     created_at = serializers.DateTimeField(read_only=True)
+
+
+# A serializer instance deep-copies its declared fields when it is made; a read-only one keeps no state in
+# `to_representation`, so the hot paths (each post renders its message twice: the event payload and the
+# response) reuse one instance each instead of making a new one per call.
+represent_chat = ChatSerializer().to_representation
+represent_message = MessageSerializer().to_representation

@@ -26,7 +26,7 @@ from chats.api.errors import error_body
 from chats.api.pagination import ChatPagination, MessageSeqPagination
 from chats.api.throttling import RegisterRateThrottle, WriteRateThrottle
 from chats.bootstrap import mediator
-from chats.serializers import ChatSerializer, MessageSerializer
+from chats.serializers import ChatSerializer, MessageSerializer, represent_message
 from messaging_domain.commands import (
     CreateChatCommand,
     CreateMessageCommand,
@@ -222,7 +222,7 @@ class MessageListCreateApi(APIView):
             )
         )
         return Response(
-            MessageSerializer(posted.message).data,
+            represent_message(posted.message),
             status=status.HTTP_201_CREATED if posted.created else status.HTTP_200_OK,
         )
 

@@ -87,6 +87,13 @@ DATABASES = {
         conn_max_age=int(os.environ.get("DATABASE_CONN_MAX_AGE", "0")),
     )
 }
+# PostgreSQL through a connection pool per process: under ASGI every request runs in a thread of its own,
+# so without one each request would open (and authenticate) a new connection. DATABASE_POOL_MAX_SIZE=0
+# turns it off, and then DATABASE_CONN_MAX_AGE applies.
+POOL_MAX_SIZE = int(os.environ.get("DATABASE_POOL_MAX_SIZE", "20"))
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and POOL_MAX_SIZE > 0:
+    DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps them; Django refuses both at once
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {"min_size": 1, "max_size": POOL_MAX_SIZE, "timeout": 10}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Django's backend, with write transactions queued on a file lock instead of SQLite's sleeping busy
     # handler (chats/sqlite/base.py): several web processes and the relay write to one file.

@@ -1,9 +1,9 @@
 """How the relay learns that outbox rows were committed, without polling the database tightly.
 
-On PostgreSQL an AFTER INSERT trigger NOTIFYs `chat_outbox` (migration 0002) and the relay LISTENs. Other
-databases (SQLite) have no such thing, so the writer PUBLISHes on the Redis channel `chat_outbox` once its
-transaction has committed, and the relay SUBSCRIBEs. Either way the relay's poll interval stays as a
-ceiling: a lost signal, or Redis being down, costs at most one interval, never a row.
+The writer PUBLISHes on the Redis channel `chat_outbox` once its transaction has committed (the unit of
+work's on_commit hook), and the relay SUBSCRIBEs. The relay's poll interval stays as a ceiling: a lost
+signal, or Redis being down, costs at most one interval, never a row. (PostgreSQL's LISTEN/NOTIFY was used
+before on PostgreSQL; NOTIFY serializes every notifying commit on a database-wide lock, migration 0003.)
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import time
 
 import redis
 from django.conf import settings
-from django.db import connection
 
 from chats.cache import SharedConnectionPool
 
@@ -42,8 +41,8 @@ class OutboxAnnouncer:
         self._quiet_until = 0.0
 
     def __call__(self) -> None:
-        if connection.vendor == "postgresql" or time.monotonic() < self._quiet_until:
-            return  # PostgreSQL's trigger has notified already; or Redis failed moments ago
+        if time.monotonic() < self._quiet_until:
+            return  # Redis failed moments ago
         try:
             _redis().publish(CHANNEL, b"")
         except redis.RedisError as error:
@@ -55,31 +54,13 @@ announce_outbox_rows = OutboxAnnouncer()
 
 
 class OutboxWakeup:
-    """Waits until there may be new rows: a NOTIFY on PostgreSQL, a Redis message elsewhere, or the timeout."""
+    """Waits until there may be new rows: a Redis message from a writer, or the timeout."""
 
     def __init__(self) -> None:
-        self._listening_on = None
         self._subscription: redis.client.PubSub | None = None
         self._redis_down = False
 
     def wait(self, timeout: float, stop) -> None:
-        if connection.vendor == "postgresql":
-            self._wait_for_notify(timeout, stop)
-        else:
-            self._wait_for_redis(timeout, stop)
-
-    def _wait_for_notify(self, timeout: float, stop) -> None:
-        connection.ensure_connection()
-        raw = connection.connection
-        if raw is not self._listening_on:  # a new connection after a database outage listens again
-            with connection.cursor() as cursor:
-                cursor.execute(f"LISTEN {CHANNEL}")
-            self._listening_on = raw
-        for step in _slices(timeout, stop):
-            if any(True for _ in raw.notifies(timeout=step, stop_after=1)):
-                return
-
-    def _wait_for_redis(self, timeout: float, stop) -> None:
         try:
             if self._subscription is None:
                 self._subscription = _redis().pubsub(ignore_subscribe_messages=True)

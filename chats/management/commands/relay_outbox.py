@@ -40,8 +40,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--poll-interval", type=positive_float, default=1.0,
             help="Most seconds between looks at an idle outbox (default 1). The relay wakes at once on a "
-                 "signal from the writers (NOTIFY on PostgreSQL, a Redis message elsewhere); this is the "
-                 "ceiling when a signal is lost or Redis is down.",
+                 "Redis message the writers publish after commit; this is the ceiling when a signal is lost "
+                 "or Redis is down.",
         )
         parser.add_argument(
             "--prune-after", type=parse_duration, default=parse_duration("7d"),
@@ -60,8 +60,7 @@ class Command(BaseCommand):
         logger.info(
             "relay_outbox: %s database -> Kafka %s topic %s, batch %d, %s",
             connection.vendor, servers, topic, batch_size,
-            f"waking on {'NOTIFY' if connection.vendor == 'postgresql' else 'Redis messages'} {CHANNEL}, "
-            f"at least every {poll_interval:g}s",
+            f"waking on Redis messages {CHANNEL}, at least every {poll_interval:g}s",
         )
         stop = StopFlag()
         wakeup = OutboxWakeup()

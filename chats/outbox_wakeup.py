@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 import time
 
 import redis
@@ -20,8 +21,8 @@ from chats.cache import SharedConnectionPool
 logger = logging.getLogger("chats.relay")
 
 CHANNEL = "chat_outbox"
-SIGNAL_TIMEOUT = 0.25  # seconds a committed write may spend announcing itself; the poll covers a failure
-QUIET_AFTER_FAILURE = 5.0  # seconds without announcing after Redis failed, so an outage costs requests nothing
+SIGNAL_TIMEOUT = 0.25  # seconds one PUBLISH may take; the relay's poll covers a failure
+QUIET_AFTER_FAILURE = 5.0  # seconds the announcer waits after Redis failed before it tries again
 
 
 @functools.lru_cache(maxsize=4)
@@ -35,19 +36,35 @@ def _redis() -> redis.Redis:
 
 
 class OutboxAnnouncer:
-    """Tells a waiting relay that outbox rows were committed (run by `transaction.on_commit`)."""
+    """Tells a waiting relay that outbox rows were committed (run by `transaction.on_commit`).
+
+    The committing request only sets a flag; one daemon thread per process does the PUBLISH. So a request
+    never waits on Redis (under load every extra round trip is also a wait to get the GIL back), and
+    commits that land while a PUBLISH is in flight share the next one.
+    """
 
     def __init__(self) -> None:
-        self._quiet_until = 0.0
+        self._pending = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
 
     def __call__(self) -> None:
-        if time.monotonic() < self._quiet_until:
-            return  # Redis failed moments ago
-        try:
-            _redis().publish(CHANNEL, b"")
-        except redis.RedisError as error:
-            self._quiet_until = time.monotonic() + QUIET_AFTER_FAILURE
-            logger.warning("could not wake the relay through Redis (%s); it finds the rows by polling", error)
+        if self._thread is None or not self._thread.is_alive():  # first use, or a forked child
+            with self._start_lock:
+                if self._thread is None or not self._thread.is_alive():
+                    self._thread = threading.Thread(target=self._publish_forever, name="outbox-announcer", daemon=True)
+                    self._thread.start()
+        self._pending.set()
+
+    def _publish_forever(self) -> None:
+        while True:
+            self._pending.wait()
+            self._pending.clear()
+            try:
+                _redis().publish(CHANNEL, b"")
+            except redis.RedisError as error:
+                logger.warning("could not wake the relay through Redis (%s); it finds the rows by polling", error)
+                time.sleep(QUIET_AFTER_FAILURE)  # what is committed meanwhile is announced by the next PUBLISH
 
 
 announce_outbox_rows = OutboxAnnouncer()

@@ -136,7 +136,15 @@ class Page:
         self.find("#new-chat-title").send_keys(Keys.ENTER)
 
     def open_chat(self, title: str) -> None:
-        self.driver.find_element(By.XPATH, f"//*[@id='chat-list']//button[.//span[text()='{title}']]").click()
+        # The list arrives after the login: wait for the chat's entry instead of racing the first fetch,
+        # and click inside the wait, so an entry replaced by a re-render is simply found again.
+        def click_entry() -> bool:
+            entries = self.driver.find_elements(By.XPATH, f"//*[@id='chat-list']//button[.//span[text()='{title}']]")
+            if entries:
+                entries[0].click()
+            return bool(entries)
+
+        self.wait(click_entry, f"chat {title!r} in the list")
         self.wait_chat_live(title)
 
     def wait_chat_live(self, title: str) -> None:

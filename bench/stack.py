@@ -131,7 +131,7 @@ class Stack:
 
     @property
     def web_pids(self) -> list[int]:
-        return [process.popen.pid for name, process in self.processes.items() if name.startswith("web.")]
+        return self.pids()["web"]
 
     def pids(self) -> dict[str, list[int]]:
         """Every process whose CPU the report shows, by role ("web" may be several daphne processes);

@@ -19,11 +19,10 @@ service / bare is what the service adds; bare / raw is what delivering to socket
 from __future__ import annotations
 
 import asyncio
-from urllib.parse import urlsplit
-
 import json
 import time
 import uuid
+from urllib.parse import urlsplit
 
 from channels.layers import get_channel_layer
 

@@ -185,6 +185,12 @@ CHAT_WS_MAX_FRAME_BYTES = int(os.environ.get("CHAT_WS_MAX_FRAME_BYTES", "4096"))
 CHAT_WS_FRAMES_PER_SECOND = float(os.environ.get("CHAT_WS_FRAMES_PER_SECOND", "5"))
 CHAT_WS_FRAME_BURST = int(os.environ.get("CHAT_WS_FRAME_BURST", "20"))
 CHAT_WS_MAX_SOCKETS_PER_USER = int(os.environ.get("CHAT_WS_MAX_SOCKETS_PER_USER", "20"))
+# A web process that dies takes its sockets out of the per-user counts within this many seconds
+# (chats.socket_slots).
+CHAT_WS_SOCKET_LEASE_SECONDS = int(os.environ.get("CHAT_WS_SOCKET_LEASE_SECONDS", "30"))
+# How often each web process checks the last seq of the chats it has subscribers for, so that a frame the
+# channel layer lost is filled within two checks even when nothing follows it (chats.positions).
+CHAT_WS_POSITION_CHECK_SECONDS = float(os.environ.get("CHAT_WS_POSITION_CHECK_SECONDS", "2"))
 
 CHANNEL_LAYERS = {
     "default": {

@@ -11,20 +11,25 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import re
 import time
 import uuid
-import weakref
 from typing import Any
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
-from redis import asyncio as aioredis
+from redis.exceptions import RedisError
 
 from chats.frames import message_frame
+from chats.positions import ChatPositions
 from chats.queries import chat_last_seq, messages_after
 from chats.signals import credential_group
+from chats.socket_slots import SocketSlots
+
+logger = logging.getLogger("chats.consumers")
 
 LOBBY_GROUP = "chats"
 
@@ -40,6 +45,8 @@ REPLAY_PAGE = 500
 # Past this many frames behind (queued in this process, or missing upstream), the client is told to
 # resume from the database instead: a resume is one indexed query, a backlog is unbounded memory.
 MAX_LAG = 1000
+# ASCII digits only: str.isdigit() accepts "²", which int() then refuses.
+AFTER_SEQ = re.compile(r"[0-9]{1,11}")
 
 
 def chat_group(chat_id: uuid.UUID | str) -> str:
@@ -61,44 +68,6 @@ class FrameBudget:
             return False
         self.tokens -= 1
         return True
-
-
-class SocketSlots:
-    """Open sockets per user, counted in Redis (the channel layer's), so the cap holds across web processes.
-
-    One client per event loop, shared by every consumer on it: a connection per socket would double the
-    sockets a web process holds. A process that dies without closing its sockets leaves its counts behind
-    until the key expires.
-    """
-
-    EXPIRES = 3600
-
-    def __init__(self) -> None:
-        self._clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-    def _redis(self) -> aioredis.Redis:
-        loop = asyncio.get_running_loop()
-        clients = self._clients.setdefault(loop, {})
-        if settings.REDIS_URL not in clients:
-            clients[settings.REDIS_URL] = aioredis.Redis.from_url(settings.REDIS_URL)
-        return clients[settings.REDIS_URL]
-
-    @staticmethod
-    def key(user_id: int) -> str:
-        return f"chat:ws-sockets:{user_id}"
-
-    async def take(self, user_id: int) -> bool:
-        key = self.key(user_id)
-        async with self._redis().pipeline(transaction=True) as pipe:
-            taken, _ = await pipe.incr(key).expire(key, self.EXPIRES).execute()
-        if taken > settings.CHAT_WS_MAX_SOCKETS_PER_USER:
-            await self.give_back(user_id)
-            return False
-        return True
-
-    async def give_back(self, user_id: int) -> None:
-        if await self._redis().decr(self.key(user_id)) < 0:
-            await self._redis().delete(self.key(user_id))  # the key had expired meanwhile
 
 
 class EventStreamConsumer(AsyncJsonWebsocketConsumer):
@@ -142,12 +111,29 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
         await self.channel_layer.group_add(group, self.channel_name)
         self.joined.append(group)
 
+    async def __call__(self, scope, receive, send) -> None:
+        # daphne cancels consumers at shutdown without calling disconnect(), and a consumer that raises
+        # never reaches it: what a socket holds is given back however it ends. (A process that dies gives
+        # nothing back; its socket lease expires instead, see chats.socket_slots.)
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self.release()
+
     async def disconnect(self, code: int) -> None:
-        for group in getattr(self, "joined", []):
-            await self.channel_layer.group_discard(group, self.channel_name)
-        if self.holds_slot:
-            self.holds_slot = False
-            await self.slots.give_back(self.scope["user"].pk)
+        await self.release()
+
+    async def release(self) -> None:
+        """Leave every group and give the socket slot back; safe to call twice."""
+        joined, self.joined = getattr(self, "joined", []), []
+        try:
+            for group in joined:
+                await self.channel_layer.group_discard(group, self.channel_name)
+            if self.holds_slot:
+                self.holds_slot = False
+                await self.slots.give_back(self.scope["user"].pk)
+        except (RedisError, OSError) as error:
+            logger.warning("socket %s: could not give back what it held (%s)", self.channel_name, error)
 
     async def credentials_revoked(self, message: dict[str, Any]) -> None:
         await self.send_error("credentials_revoked", "You logged out or your token was revoked.")
@@ -210,12 +196,19 @@ class LobbyConsumer(EventStreamConsumer):
 
 
 class ChatStreamConsumer(EventStreamConsumer):
-    """`ws/chats/{id}/?after_seq=N`: one chat's messages, replayed after N, then live."""
+    """`ws/chats/{id}/?after_seq=N`: one chat's messages, replayed after N, then live.
 
+    Live frames, gap fills and the position checks of chats.positions all move `sent_seq`; they take turns
+    on `self.turn`, so each seq is sent once and in order whichever of them sends it.
+    """
+
+    positions = ChatPositions()
     chat_id: uuid.UUID | None = None
     sent_seq = 0
+    streaming = False
 
     async def connect(self) -> None:
+        self.turn = asyncio.Lock()
         if not await self.admit():
             return
         try:
@@ -224,7 +217,7 @@ class ChatStreamConsumer(EventStreamConsumer):
             await self.reject(CLOSE_NOT_FOUND, "chat_not_found", "No chat has this id.")
             return
         after_seq = parse_qs(self.scope.get("query_string", b"").decode()).get("after_seq", [None])[0]
-        if after_seq is not None and not (after_seq.isdigit() and len(after_seq) < 12):
+        if after_seq is not None and not AFTER_SEQ.fullmatch(after_seq):
             await self.reject(CLOSE_BAD_REQUEST, "invalid_after_seq", "after_seq must be a whole number >= 0.")
             return
         # Join first, read second: a message committed in between arrives live and is dropped as seen,
@@ -238,16 +231,30 @@ class ChatStreamConsumer(EventStreamConsumer):
         # Accept only now, subscribed and positioned: once the client sees the socket open, every message
         # it posts after that is one it will receive.
         await self.accept()
-        if after_seq is None:
-            self.sent_seq = last_seq  # live only: start after what exists now
-        else:
-            self.sent_seq = min(int(after_seq), last_seq)
-            await self.send_from_database(up_to_seq=last_seq)
+        async with self.turn:
+            self.streaming = True
+            if after_seq is None:
+                self.sent_seq = last_seq  # live only: start after what exists now
+            else:
+                self.sent_seq = min(int(after_seq), last_seq)
+                await self.send_from_database(up_to_seq=last_seq)
+        self.positions.watch(chat_id, self)
+
+    async def release(self) -> None:
+        self.streaming = False
+        if self.chat_id is not None:
+            self.positions.unwatch(self.chat_id, self)
+        await super().release()
 
     async def chat_event(self, message: dict[str, Any]) -> None:
+        async with self.turn:
+            if self.streaming:
+                await self.forward(message)
+
+    async def forward(self, message: dict[str, Any]) -> None:
         if message["event_type"] == "chat.deleted":
             await self.send(text_data=message["frame"])
-            await self.close(code=CLOSE_CHAT_DELETED)
+            await self.end(CLOSE_CHAT_DELETED)
             return
         if message["event_type"] != "message.created":
             return
@@ -258,12 +265,27 @@ class ChatStreamConsumer(EventStreamConsumer):
             await self.send_error(
                 "lagging", "This connection fell behind; reconnect with after_seq to resume.", after_seq=self.sent_seq
             )
-            await self.close(code=CLOSE_LAGGING)
+            await self.end(CLOSE_LAGGING)
             return
         if seq > self.sent_seq + 1:
             await self.send_from_database(up_to_seq=seq - 1)  # frames were lost upstream: fill the gap
         await self.send(text_data=message["frame"])  # rendered once by the forwarder for every socket
         self.sent_seq = seq
+
+    async def catch_up(self, last_seq: int | None) -> None:
+        """From chats.positions: the chat reached `last_seq` an interval ago, or is gone (None)."""
+        async with self.turn:
+            if not self.streaming:
+                return
+            if last_seq is None:
+                await self.send_json({"type": "chat.deleted", "event_id": None, "chat_id": str(self.chat_id)})
+                await self.end(CLOSE_CHAT_DELETED)
+            elif last_seq > self.sent_seq:
+                await self.send_from_database(up_to_seq=last_seq)
+
+    async def end(self, code: int) -> None:
+        self.streaming = False
+        await self.close(code=code)
 
     async def send_from_database(self, up_to_seq: int) -> None:
         while self.sent_seq < up_to_seq:

@@ -24,3 +24,15 @@ def messages_after(chat_id: UUID, after_seq: int, up_to_seq: int, limit: int) ->
         .order_by("seq")[:limit]
     )
     return MessageSerializer([message_from_row(row) for row in rows], many=True).data
+
+
+POSITIONS_PER_QUERY = 500
+
+
+def chat_positions(chat_ids: list[UUID]) -> dict[UUID, int]:
+    """The last seq of each chat that exists, `POSITIONS_PER_QUERY` chats per query."""
+    positions: dict[UUID, int] = {}
+    for start in range(0, len(chat_ids), POSITIONS_PER_QUERY):
+        chunk = chat_ids[start:start + POSITIONS_PER_QUERY]
+        positions.update(models.Chat.objects.filter(pk__in=chunk).values_list("id", "last_seq"))
+    return positions

@@ -1,0 +1,94 @@
+"""A subscriber learns its chat's latest seq at least every CHAT_WS_POSITION_CHECK_SECONDS, so a frame the
+channel layer lost is filled from the database even when no later frame arrives to reveal the gap.
+
+The pub/sub channel layer is at most once: a message published while Redis restarts, or while a web
+process resubscribes, is gone, and channels-redis 4.3 reports no reconnect (its `on_reconnect` is never
+called). A gap is also found by the next live frame (chats.consumers), but the last message of a quiet
+chat has no next frame. So each web process, once per interval, reads the last seq of every chat it has
+subscribers for (one query for all of them) and tells a subscriber to catch up when it is still behind
+a position read one interval earlier: a frame in flight gets a whole interval to arrive live first. A lost
+frame is therefore delivered at most two intervals after its commit. A chat gone at two checks in a row
+was deleted and its `chat.deleted` frame lost: its subscribers are closed as if it had arrived.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+import weakref
+from typing import Protocol
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.db import DatabaseError
+
+from chats.queries import chat_positions
+
+logger = logging.getLogger("chats.positions")
+
+GONE = -1  # the chat was missing at a check
+
+
+class Subscriber(Protocol):
+    sent_seq: int
+
+    async def catch_up(self, last_seq: int | None) -> None:
+        """Send what is missing up to `last_seq`; None: the chat is gone."""
+
+
+class _LoopPositions:
+    """The chats watched on one event loop (one per web process; the tests start several)."""
+
+    def __init__(self) -> None:
+        self.subscribers: dict[uuid.UUID, weakref.WeakSet[Subscriber]] = {}
+        self.seen: dict[uuid.UUID, int] = {}
+        self.task: asyncio.Task | None = None
+
+    async def run(self) -> None:
+        while self.subscribers:
+            await asyncio.sleep(settings.CHAT_WS_POSITION_CHECK_SECONDS)
+            chats = list(self.subscribers)
+            try:
+                now = await database_sync_to_async(chat_positions)(chats)
+            except DatabaseError as error:
+                logger.warning("position check of %d chats failed: %s", len(chats), error)
+                continue
+            for chat_id in chats:
+                before = self.seen.get(chat_id)
+                current = now.get(chat_id, GONE)
+                self.seen[chat_id] = current
+                if before is None:
+                    continue
+                target = None if before == GONE and current == GONE else max(before, 0)
+                for subscriber in list(self.subscribers.get(chat_id, ())):
+                    if target is None or subscriber.sent_seq < target:
+                        asyncio.ensure_future(subscriber.catch_up(target))
+            self.seen = {chat_id: seq for chat_id, seq in self.seen.items() if chat_id in self.subscribers}
+
+
+class ChatPositions:
+    """Registry of subscribers by chat, checked by one task per event loop while anyone is subscribed."""
+
+    def __init__(self) -> None:
+        self._loops: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    def _here(self) -> _LoopPositions:
+        loop = asyncio.get_running_loop()
+        if loop not in self._loops:
+            self._loops[loop] = _LoopPositions()
+        return self._loops[loop]
+
+    def watch(self, chat_id: uuid.UUID, subscriber: Subscriber) -> None:
+        here = self._here()
+        here.subscribers.setdefault(chat_id, weakref.WeakSet()).add(subscriber)
+        if here.task is None or here.task.done():
+            here.task = asyncio.ensure_future(here.run())
+
+    def unwatch(self, chat_id: uuid.UUID, subscriber: Subscriber) -> None:
+        here = self._here()
+        subscribers = here.subscribers.get(chat_id)
+        if subscribers is not None:
+            subscribers.discard(subscriber)
+            if not subscribers:
+                del here.subscribers[chat_id]

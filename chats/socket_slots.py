@@ -1,0 +1,126 @@
+"""Open websockets per user, counted in Redis so the cap holds across web processes, and owned by the
+process that holds them, so a process that dies takes its sockets out of the count.
+
+daphne cancels consumers on shutdown without calling `disconnect()`, and a SIGKILLed process calls
+nothing: a plain counter per user would keep those sockets forever (a user locked out with 4429 after a
+few restarts with tabs open). So each user's count is a hash, one field per web process, and each web
+process holds a *lease*: a Redis key that expires after CHAT_WS_SOCKET_LEASE_SECONDS (30 by default) and
+that the process renews three times per lease. Counting skips (and deletes) the fields of processes whose
+lease has expired, so a dead process's sockets leave every count within CHAT_WS_SOCKET_LEASE_SECONDS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import logging
+import uuid
+import weakref
+
+import redis
+from django.conf import settings
+from redis import asyncio as aioredis
+
+logger = logging.getLogger("chats.sockets")
+
+COUNT_EXPIRES = 24 * 3600  # a user's hash outlives no process by long; an idle user's goes away
+LEASE_PREFIX = "chat:ws-process:"
+
+# Count the sockets of live processes (dropping dead ones), then take one if under the cap. The lease keys
+# are read by name inside the script: fine on one Redis, the deployment this service supports.
+TAKE = """
+local total = 0
+local fields = redis.call('HGETALL', KEYS[1])
+for i = 1, #fields, 2 do
+  if redis.call('EXISTS', ARGV[3] .. fields[i]) == 1 then
+    total = total + tonumber(fields[i + 1])
+  else
+    redis.call('HDEL', KEYS[1], fields[i])
+  end
+end
+if total >= tonumber(ARGV[2]) then return 0 end
+redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+return 1
+"""
+
+GIVE_BACK = """
+if redis.call('HINCRBY', KEYS[1], ARGV[1], -1) <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
+"""
+
+
+class ProcessLease:
+    """This web process's claim to the sockets it counts: renewed while its event loop runs, expired soon
+    after its death, and deleted at a clean exit, so that a restart frees its sockets at once."""
+
+    def __init__(self) -> None:
+        self.process_id = uuid.uuid4().hex
+        self._renewers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # event loop -> task
+        atexit.register(self.release)
+
+    @property
+    def key(self) -> str:
+        return LEASE_PREFIX + self.process_id
+
+    async def ensure(self, client: aioredis.Redis) -> None:
+        """Hold the lease from now on (first call on an event loop sets it and starts renewing it)."""
+        loop = asyncio.get_running_loop()
+        task = self._renewers.get(loop)
+        if task is None or task.done():
+            await client.set(self.key, 1, ex=settings.CHAT_WS_SOCKET_LEASE_SECONDS)
+            self._renewers[loop] = loop.create_task(self._renew(client))
+
+    async def _renew(self, client: aioredis.Redis) -> None:
+        while True:
+            await asyncio.sleep(settings.CHAT_WS_SOCKET_LEASE_SECONDS / 3)
+            try:
+                await client.set(self.key, 1, ex=settings.CHAT_WS_SOCKET_LEASE_SECONDS)
+            except (redis.RedisError, OSError) as error:
+                logger.warning("could not renew the socket lease %s: %s", self.key, error)
+
+    def release(self) -> None:
+        try:
+            redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1).delete(self.key)
+        except (redis.RedisError, OSError):
+            pass  # it expires on its own
+
+
+class SocketSlots:
+    """At most CHAT_WS_MAX_SOCKETS_PER_USER open sockets per user, across web processes.
+
+    One Redis client per event loop, shared by every consumer on it: a connection per socket would double
+    the sockets a web process holds.
+    """
+
+    def __init__(self, lease: ProcessLease | None = None) -> None:
+        self.lease = lease or ProcessLease()
+        self._clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    def _redis(self) -> aioredis.Redis:
+        clients = self._clients.setdefault(asyncio.get_running_loop(), {})
+        if settings.REDIS_URL not in clients:
+            clients[settings.REDIS_URL] = aioredis.Redis.from_url(settings.REDIS_URL)
+        return clients[settings.REDIS_URL]
+
+    @staticmethod
+    def key(user_id: int) -> str:
+        return f"chat:ws-sockets:{user_id}"
+
+    async def take(self, user_id: int) -> bool:
+        client = self._redis()
+        await self.lease.ensure(client)
+        taken = await client.eval(
+            TAKE, 1, self.key(user_id), self.lease.process_id, settings.CHAT_WS_MAX_SOCKETS_PER_USER,
+            LEASE_PREFIX, COUNT_EXPIRES,
+        )
+        return bool(taken)
+
+    async def give_back(self, user_id: int) -> None:
+        await self._redis().eval(GIVE_BACK, 1, self.key(user_id), self.lease.process_id)
+
+    async def count(self, user_id: int) -> int:
+        """Sockets the user holds in live processes (for tests and operators)."""
+        client = self._redis()
+        counts = await client.hgetall(self.key(user_id))
+        alive = [await client.exists(LEASE_PREFIX + field.decode()) for field in counts]
+        return sum(int(value) for value, live in zip(counts.values(), alive) if live)

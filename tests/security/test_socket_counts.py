@@ -1,0 +1,87 @@
+"""Per-user socket counts belong to live web processes: a process that dies takes its sockets with it.
+
+The processes here are real (`manage.py serve`, killed with SIGKILL or stopped with SIGTERM), and so is
+Redis. A SIGKILLed process's lease is shortened to 2 s so that its expiry is seen in a test; a stopped
+one's is made longer than the test, so only its release at exit can free the sockets.
+"""
+
+import asyncio
+import signal
+
+import pytest
+import websockets
+from rest_framework.authtoken.models import Token
+from websockets.exceptions import ConnectionClosed
+
+from chats.embedded import free_port
+from chats.socket_slots import LEASE_PREFIX, ProcessLease, SocketSlots
+from tests.helpers import serving
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
+
+CAP = {"CHAT_WS_MAX_SOCKETS_PER_USER": "2"}
+
+
+async def lobby(port: int, token: str):
+    return await websockets.connect(f"ws://127.0.0.1:{port}/ws/chats/?token={token}", proxy=None)
+
+
+async def refused_with(ws) -> int | None:
+    try:
+        await asyncio.wait_for(ws.recv(), 5)
+        await asyncio.wait_for(ws.recv(), 5)
+    except ConnectionClosed as closed:
+        return closed.rcvd.code if closed.rcvd else None
+    return None
+
+
+async def open_socket_when_admitted(port: int, token: str, within: float) -> None:
+    """Wait until the server admits one more socket (it answers a ping), retrying while it refuses."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    while loop.time() - started < within:
+        ws = await lobby(port, token)
+        try:
+            await ws.send('{"type": "ping"}')
+            if "pong" in await asyncio.wait_for(ws.recv(), 5):
+                await ws.close()
+                return
+        except ConnectionClosed:
+            pass
+        await asyncio.sleep(0.25)
+    raise AssertionError(f"no socket admitted within {within}s")
+
+
+@pytest.fixture
+def token(ann):
+    return Token.objects.create(user=ann).key
+
+
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+async def test_the_sockets_of_a_web_process_that_dies_leave_the_users_count(stop, token, channel_layer, worker, settings):
+    first_port, second_port = free_port(), free_port()
+    lease = "2" if stop == signal.SIGKILL else "600"
+    first = await asyncio.to_thread(serving, worker, first_port, CHAT_WS_SOCKET_LEASE_SECONDS=lease, **CAP)
+    held = [await lobby(first_port, token) for _ in range(2)]
+    for ws in held:
+        await ws.send('{"type": "ping"}')
+        assert "pong" in await asyncio.wait_for(ws.recv(), 5)
+    assert await refused_with(await lobby(first_port, token)) == 4429
+
+    first.process.send_signal(stop)
+    await asyncio.to_thread(first.process.wait, 20)
+    await asyncio.to_thread(serving, worker, second_port, **CAP)
+    await open_socket_when_admitted(second_port, token, within=15)
+
+
+async def test_counting_drops_the_sockets_of_a_process_whose_lease_is_gone(ann, channel_layer, settings):
+    settings.CHAT_WS_MAX_SOCKETS_PER_USER = 2
+    dead, alive = SocketSlots(ProcessLease()), SocketSlots(ProcessLease())
+    assert [await dead.take(ann.pk), await dead.take(ann.pk)] == [True, True]
+    assert await alive.take(ann.pk) is False
+
+    await dead._redis().delete(LEASE_PREFIX + dead.lease.process_id)  # as when its process died
+    assert await alive.take(ann.pk) is True
+    assert await alive.count(ann.pk) == 1
+    await alive.give_back(ann.pk)
+    assert await alive.count(ann.pk) == 0

@@ -23,6 +23,10 @@ DEBUG = env_bool("DJANGO_DEBUG")
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or "django-insecure-local-key-set-DJANGO_SECRET_KEY-in-production"
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver")
 
+# Origins other than the site's own from which pages may send the session cookie: POSTs (Django's CSRF check)
+# and websockets (chats.ws_middleware), e.g. "https://chat.example.com,https://*.example.com".
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", "")
+
 # Behind TLS (DJANGO_HTTPS=1): HTTPS only, secure cookies, HSTS. The proxy in front terminates TLS and says so
 # in X-Forwarded-Proto; with DJANGO_HTTPS unset (a laptop, the tests) plain HTTP works.
 if env_bool("DJANGO_HTTPS"):
@@ -33,7 +37,7 @@ if env_bool("DJANGO_HTTPS"):
     SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_HSTS_SECONDS", str(365 * 24 * 3600)))
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
-    CSRF_TRUSTED_ORIGINS = [f"https://{host.lstrip('.')}" for host in ALLOWED_HOSTS if host != "*"]
+    CSRF_TRUSTED_ORIGINS += [f"https://{host.lstrip('.')}" for host in ALLOWED_HOSTS if host != "*"]
 
 INSTALLED_APPS = [
     "daphne",
@@ -141,6 +145,15 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "chats.api.errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
+
+# Proxies whose X-Forwarded-For is believed (IPs or CIDRs): only a request from one of them is counted against
+# the forwarded client's address rather than the proxy's (chats.api.throttling.client_ip).
+CHAT_TRUSTED_PROXIES = env_list("CHAT_TRUSTED_PROXIES", "")
+# Failed logins (the token API and the admin form) allowed per account and per client address in a window;
+# past either, logins are refused with 429 until the window ends, even with the right password.
+CHAT_LOGIN_ACCOUNT_FAILURES = int(os.environ.get("CHAT_LOGIN_ACCOUNT_FAILURES", "10"))
+CHAT_LOGIN_IP_FAILURES = int(os.environ.get("CHAT_LOGIN_IP_FAILURES", "50"))
+CHAT_LOGIN_FAILURE_WINDOW_SECONDS = int(os.environ.get("CHAT_LOGIN_FAILURE_WINDOW_SECONDS", str(15 * 60)))
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Chat service API",

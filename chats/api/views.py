@@ -12,7 +12,7 @@ from django.db import DatabaseError, transaction
 from django.db.models import Count, Min
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
-from rest_framework import serializers, status
+from rest_framework import exceptions, serializers, status
 from rest_framework.authtoken.models import Token
 from rest_framework.filters import SearchFilter
 from rest_framework.permissions import AllowAny
@@ -24,7 +24,7 @@ from chats import models
 from chats.adapters import chat_from_row, message_from_row, participant_of
 from chats.api.errors import error_body
 from chats.api.pagination import ChatPagination, MessageSeqPagination
-from chats.api.throttling import RegisterRateThrottle, WriteRateThrottle
+from chats.api.throttling import LoginLocked, RegisterRateThrottle, WriteRateThrottle, begin_login, client_ip
 from chats.bootstrap import mediator
 from chats.serializers import ChatSerializer, MessageSerializer, represent_message
 from messaging_domain.commands import (
@@ -113,11 +113,16 @@ class TokenApi(APIView):
     def post(self, request: Request) -> Response:
         data = self.TokenInput(data=request.data)
         data.is_valid(raise_exception=True)
+        try:
+            attempt = begin_login(data.validated_data["username"], client_ip(request))
+        except LoginLocked as locked:
+            raise exceptions.Throttled(locked.wait, detail="Too many failed login attempts.") from None
         user = authenticate(request, **data.validated_data)
         if user is None:
             raise serializers.ValidationError(
                 "Unable to log in with these credentials.", code="invalid_credentials"
             )
+        attempt.succeeded()
         token, _ = Token.objects.get_or_create(user=user)
         return Response({"token": token.key})
 

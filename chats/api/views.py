@@ -8,7 +8,7 @@ import uuid
 from django.contrib.auth import authenticate, get_user_model, logout
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import Count, Min
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
@@ -73,6 +73,8 @@ class RegisterApi(APIView):
     authentication_classes: list = []
     throttle_classes = [RegisterRateThrottle, WriteRateThrottle]
 
+    USERNAME_TAKEN = {"username": "This username is taken."}
+
     class RegisterInput(serializers.Serializer):
         username = serializers.RegexField(r"^[\w.@+-]+\Z", max_length=150)
         password = serializers.CharField(write_only=True, trim_whitespace=False, max_length=128)
@@ -80,7 +82,7 @@ class RegisterApi(APIView):
         def validate(self, attrs):
             User = get_user_model()
             if User.objects.filter(username__iexact=attrs["username"]).exists():
-                raise serializers.ValidationError({"username": "This username is taken."})
+                raise serializers.ValidationError(RegisterApi.USERNAME_TAKEN)
             try:
                 validate_password(attrs["password"], User(username=attrs["username"]))
             except DjangoValidationError as error:
@@ -95,9 +97,13 @@ class RegisterApi(APIView):
     def post(self, request: Request) -> Response:
         data = self.RegisterInput(data=request.data)
         data.is_valid(raise_exception=True)
-        with transaction.atomic():
-            user = get_user_model().objects.create_user(**data.validated_data)
-            token = Token.objects.create(user=user)
+        try:
+            with transaction.atomic():
+                user = get_user_model().objects.create_user(**data.validated_data)
+                token = Token.objects.create(user=user)
+        except IntegrityError:
+            # Another registration took the name (in any case: migration 0004's index) after our check.
+            raise serializers.ValidationError(self.USERNAME_TAKEN) from None
         return Response({"username": user.username, "token": token.key}, status=status.HTTP_201_CREATED)
 
 

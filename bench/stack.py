@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -36,14 +37,31 @@ NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 @dataclass
 class Process:
-    """One process of the service, its output going to a log file."""
+    """One process of the service, its output going to a log file (a restart appends to the same log)."""
 
     name: str
     popen: subprocess.Popen
     log: Path
+    argv: list[str] = field(default_factory=list)
+    log_offset: int = 0  # where this run of the process starts in the log
 
     def output(self) -> str:
-        return self.log.read_text(errors="replace")
+        """What this run of the process wrote (the whole log for a process never restarted)."""
+        with open(self.log, "rb") as log:
+            log.seek(self.log_offset)
+            return log.read().decode(errors="replace")
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def signal(self, signum: int) -> None:
+        if self.alive():
+            os.kill(self.popen.pid, signum)
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash or the OOM killer would: no cleanup runs."""
+        self.signal(signal.SIGKILL)
+        self.popen.wait()
 
     def stop(self, timeout: float = 15) -> None:
         if self.popen.poll() is None:
@@ -67,8 +85,10 @@ class Stack:
 
     @classmethod
     @contextmanager
-    def create(cls) -> Iterator[Stack]:
-        """Kafka, Redis and a bench database; the service's processes start with `start_service()`."""
+    def create(cls, settings_module: str = "bench.settings", extra_env: dict[str, str] | None = None,
+               prefix: str = "bench") -> Iterator[Stack]:
+        """Kafka, Redis and a bench database; the service's processes start with `start_service()`.
+        `settings_module` and `extra_env` let another harness (bench/chaos) run the production settings."""
         workdir = Path(tempfile.mkdtemp(prefix="chat-bench-"))
         embedded: list[EmbeddedServer] = []
         try:
@@ -80,11 +100,12 @@ class Stack:
                 database = "fresh SQLite file"
             run = uuid.uuid4().hex[:8]
             env.update(
-                DJANGO_SETTINGS_MODULE="bench.settings",
-                KAFKA_TOPIC=f"bench-events-{run}",
-                KAFKA_FORWARDER_GROUP=f"bench-forwarder-{run}",
+                DJANGO_SETTINGS_MODULE=settings_module,
+                KAFKA_TOPIC=f"{prefix}-events-{run}",
+                KAFKA_FORWARDER_GROUP=f"{prefix}-forwarder-{run}",
                 LOG_LEVEL="INFO",
                 PYTHONUNBUFFERED="1",
+                **(extra_env or {}),
             )
             stack = cls(workdir, env, embedded, database)
             try:
@@ -114,16 +135,57 @@ class Stack:
         python = sys.executable
         if self.web_processes is None:
             self.web_processes = default_web_processes()  # Django is set up on the bench database by now
-        webs = [self._spawn(f"web.{n}", [python, "manage.py", "serve", "--port", str(self.port)])
-                for n in range(1, self.web_processes + 1)]
-        relay = self._spawn("relay", [python, "manage.py", "relay_outbox"])
-        forwarder = self._spawn("forwarder", [python, "manage.py", "forward_events"])
+        webs = [self._spawn(f"web.{n}", self.command_for("web")) for n in range(1, self.web_processes + 1)]
+        relay = self._spawn("relay", self.command_for("relay"))
+        forwarder = self._spawn("forwarder", self.command_for("forwarder"))
         for web in webs:
-            self._wait_ready(web, lambda: "Listening on TCP address" in web.output(), "daphne to listen")
+            self.wait_ready(web)
         self._wait_ready(webs[0], self._healthy, "daphne to answer /api/health/")
-        self._wait_ready(relay, lambda: "connected to Kafka" in relay.output(), "the relay to connect to Kafka")
-        self._wait_ready(forwarder, lambda: "partitions assigned" in forwarder.output(),
-                         "the forwarder to join its consumer group")
+        self.wait_ready(relay)
+        self.wait_ready(forwarder)
+
+    def command_for(self, role: str) -> list[str]:
+        python = sys.executable
+        return {
+            "web": [python, "manage.py", "serve", "--port", str(self.port)],
+            "relay": [python, "manage.py", "relay_outbox"],
+            "forwarder": [python, "manage.py", "forward_events"],
+        }[role]
+
+    READY_LINES = {"web": "Listening on TCP address", "relay": "connected to Kafka", "forwarder": "partitions assigned"}
+
+    def wait_ready(self, process: Process) -> None:
+        """Until this run of `process` logged that it is ready (daphne listens, the relay reached Kafka, the
+        forwarder joined its group)."""
+        line = self.READY_LINES[process.name.split(".")[0]]
+        self._wait_ready(process, lambda: line in process.output(), f"{process.name} to log {line!r}")
+
+    def spawn(self, name: str, role: str | None = None, wait: bool = True) -> Process:
+        """Starts (or restarts, after a kill) the process `name` (`web.2`, `relay`, `relay.2`...), its output
+        appended to its log."""
+        old = self.processes.get(name)
+        if old is not None and old.alive():
+            raise RuntimeError(f"{name} is still running (pid {old.popen.pid})")
+        process = self._spawn(name, old.argv if old else self.command_for(role or name.split(".")[0]))
+        if wait:
+            self.wait_ready(process)
+        return process
+
+    def embedded_server(self, name: str) -> EmbeddedServer:
+        return next(server for server in self.embedded if server.name == name)
+
+    def restart_redis(self, timeout: float = 10) -> EmbeddedServer:
+        """Starts the embedded redis-server again on the port it had (after a kill): clients configured with
+        REDIS_URL find it where it was, empty."""
+        from chats.embedded import start_redis
+
+        old = self.embedded_server("redis")
+        if old.process.poll() is None:
+            raise RuntimeError("redis is still running")
+        old.stop()  # the process is gone; this removes its directory
+        new = start_redis(port=old.port, timeout=timeout)
+        self.embedded[self.embedded.index(old)] = new
+        return new
 
     def stop_service(self) -> None:
         for process in reversed(list(self.processes.values())):
@@ -144,10 +206,11 @@ class Stack:
 
     def _spawn(self, name: str, argv: list[str]) -> Process:
         log = self.workdir / f"{name}.log"
-        with open(log, "wb") as out:
+        with open(log, "ab") as out:
+            offset = out.tell()
             popen = subprocess.Popen(argv, cwd=PROJECT_ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT,
                                      start_new_session=True)
-        self.processes[name] = Process(name, popen, log)
+        self.processes[name] = Process(name, popen, log, argv, offset)
         return self.processes[name]
 
     def _healthy(self) -> bool:

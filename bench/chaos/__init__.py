@@ -1,0 +1,1 @@
+"""`make chaos`: fault injection against the real processes, counting what every subscriber received."""

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 from channels.db import database_sync_to_async
 from channels.middleware import BaseMiddleware
-from channels.security.websocket import OriginValidator
+from channels.security.websocket import WebsocketDenier
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
+from django.http.request import split_domain_port, validate_host
+from django.utils.http import is_same_domain
 from rest_framework.authtoken.models import Token
 
 
@@ -37,17 +39,72 @@ class TokenAuthMiddleware(BaseMiddleware):
         return await super().__call__(scope, receive, send)
 
 
-class BrowserOriginValidator(OriginValidator):
-    """Refuses a browser page from a host outside ALLOWED_HOSTS; lets clients without an Origin through.
+def _header(scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return value.decode("latin1")
+    return None
+
+
+def _is_secure(scope) -> bool:
+    """As Django's `request.is_secure()`: the TLS proxy's header when it is configured and present, else wss."""
+    proxy_header = getattr(settings, "SECURE_PROXY_SSL_HEADER", None)
+    if proxy_header:
+        meta_name, secure_value = proxy_header
+        value = _header(scope, meta_name.removeprefix("HTTP_").lower().replace("_", "-").encode("latin1"))
+        if value is not None:
+            return value.split(",", 1)[0].strip() == secure_value
+    return scope.get("scheme") == "wss"
+
+
+def _own_origin(scope) -> str | None:
+    """`http(s)://` + the Host header, if that host is in ALLOWED_HOSTS (as Django's `request.get_host()`)."""
+    host = _header(scope, b"host")
+    if host is None and scope.get("server"):
+        host = "%s:%s" % tuple(scope["server"])
+    domain, _ = split_domain_port(host or "")
+    if not domain or not validate_host(domain, settings.ALLOWED_HOSTS):
+        return None
+    return f"{'https' if _is_secure(scope) else 'http'}://{host}"
+
+
+def _trusted_origin(origin: str) -> bool:
+    """Listed in CSRF_TRUSTED_ORIGINS, exactly or under a `scheme://*.domain` entry, as Django's CSRF check reads it."""
+    trusted = settings.CSRF_TRUSTED_ORIGINS
+    if origin in trusted:
+        return True
+    try:
+        parsed = urlsplit(origin)
+    except ValueError:
+        return False
+    return any(
+        is_same_domain(parsed.netloc, pattern.netloc.lstrip("*"))
+        for pattern in (urlsplit(entry) for entry in trusted if "*" in entry)
+        if pattern.scheme == parsed.scheme
+    )
+
+
+def origin_allowed(origin: str, scope) -> bool:
+    """The page's origin is the socket's own (scheme, host and port) or a trusted one: Django's CSRF rule."""
+    return origin == _own_origin(scope) or _trusted_origin(origin)
+
+
+class BrowserOriginValidator:
+    """Refuses (403) a browser page from another origin; lets clients without an Origin through.
 
     Browsers always send Origin on a websocket handshake, and it is browsers that attach the user's cookie
-    to a page's socket (cross-site websocket hijacking). A client without an Origin is a script or an app,
-    authenticating itself with ?token= or its own cookie. Channels' AllowedHostsOriginValidator would
-    refuse those clients too.
+    to a page's socket (cross-site websocket hijacking). The whole origin counts, as in Django's CSRF check:
+    another port or scheme on an allowed host is another site (`http://localhost:9999` may be anyone's
+    dev server). A client without an Origin is a script or an app, authenticating itself with ?token= or
+    its own cookie; Channels' AllowedHostsOriginValidator would refuse those clients too, and compares
+    hosts only.
     """
 
     def __init__(self, application):
-        super().__init__(application, settings.ALLOWED_HOSTS)
+        self.application = application
 
-    def valid_origin(self, parsed_origin) -> bool:
-        return parsed_origin is None or self.validate_origin(parsed_origin)
+    async def __call__(self, scope, receive, send):
+        origin = _header(scope, b"origin")
+        if origin is None or origin_allowed(origin, scope):
+            return await self.application(scope, receive, send)
+        return await WebsocketDenier()(scope, receive, send)

@@ -143,6 +143,12 @@ REST_FRAMEWORK = {
         "register": os.environ.get("CHAT_REGISTER_RATE", "20/hour"),
     },
     "EXCEPTION_HANDLER": "chats.api.errors.exception_handler",
+    # DRF's defaults, with a JSON parser that answers JSON nested too deeply with 400, not 500.
+    "DEFAULT_PARSER_CLASSES": [
+        "chats.api.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
 

@@ -10,7 +10,6 @@ neither can show through.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 import time
@@ -23,7 +22,8 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from redis.exceptions import RedisError
 
-from chats.frames import message_frame
+from chats.frames import message_frame, render
+from chats.json_input import parse_json
 from chats.positions import ChatPositions
 from chats.queries import chat_last_seq, messages_after
 from chats.signals import credential_group
@@ -151,7 +151,13 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
     async def send_error(self, code: str, message: str, **extra: Any) -> None:
         await self.send_json({"type": "error", "code": code, "message": message, **extra})
 
+    @classmethod
+    async def encode_json(cls, content: dict[str, Any]) -> str:
+        return render(content)  # one rendering for every frame the server sends (chats.frames)
+
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        # The limit on what a client sends is kept here, not in daphne: autobahn's limits apply to the
+        # frames the server sends too, so the web server's are only a memory ceiling (chats.webserver).
         size = len(text_data.encode()) if text_data is not None else len(bytes_data or b"")
         if size > settings.CHAT_WS_MAX_FRAME_BYTES:
             await self.close(code=CLOSE_TOO_BIG)
@@ -164,8 +170,8 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
             await self.send_error("invalid_frame", "Binary frames are not supported; send JSON text.")
             return
         try:
-            frame = json.loads(text_data)
-        except ValueError:
+            frame = parse_json(text_data)
+        except ValueError:  # deep nesting included
             await self.send_error("invalid_json", "The frame is not JSON.")
             return
         if isinstance(frame, dict) and frame.get("type") == "ping":

@@ -1,4 +1,5 @@
-"""`manage.py serve`: the web process, daphne with the service's websocket limits, on a port it shares.
+"""`manage.py serve`: the web process, daphne with the service's protocol classes (`chats.webserver`), on a
+port it shares.
 
 One daphne process uses one core: its event loop does every websocket frame and every request. This
 command opens the listening socket with SO_REUSEPORT and then becomes daphne on it (`--fd`), so several
@@ -18,16 +19,25 @@ from django.core.management.base import BaseCommand, CommandError
 from chats.workers import positive_int
 
 LISTEN_BACKLOG = 1024  # connections the kernel queues per process while daphne is busy
+# autobahn's limit on a websocket message, each way. A frame the server sends is under ~30 KB (a
+# 4096-character message is at most 16 KB of UTF-8, or 24 KB if every character is a control character,
+# which JSON still escapes as \uXXXX); daphne's own default, 1 MiB, is far above that and bounds what a
+# client can make the process buffer before the consumer refuses its frame.
+MAX_WEBSOCKET_MESSAGE_BYTES = 1024 * 1024
 
 
 def daphne_argv(fd: int) -> list[str]:
-    """daphne on an open listening socket, refusing websocket messages over the limit before buffering them
-    (close 1009); the application is ASGI_APPLICATION, in daphne's `module:attribute` form."""
-    limit = str(settings.CHAT_WS_MAX_FRAME_BYTES)
+    """daphne (as `chats.webserver` runs it) on an open listening socket; the application is ASGI_APPLICATION,
+    in daphne's `module:attribute` form.
+
+    autobahn's websocket limits apply to the frames the server sends as well, so they are only a memory
+    ceiling; the consumers refuse a client's frame over CHAT_WS_MAX_FRAME_BYTES (close 1009).
+    """
+    ceiling = str(MAX_WEBSOCKET_MESSAGE_BYTES)
     module, attribute = settings.ASGI_APPLICATION.rsplit(".", 1)
     return [
-        sys.executable, "-m", "daphne", "--fd", str(fd),
-        "--websocket-max-message-size", limit, "--websocket-max-frame-size", limit,
+        sys.executable, "-m", "chats.webserver", "--fd", str(fd),
+        "--websocket-max-message-size", ceiling, "--websocket-max-frame-size", ceiling,
         f"{module}:{attribute}",
     ]
 

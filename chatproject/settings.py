@@ -195,7 +195,13 @@ if "REDIS_URL" in os.environ:
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
-            "OPTIONS": {"pool_class": "chats.cache.SharedConnectionPool"},  # not a new connection per request
+            "OPTIONS": {
+                "pool_class": "chats.cache.SharedConnectionPool",  # not a new connection per request
+                # A Redis that does not answer costs a request at most this long; the throttles then let it
+                # through (chats.api.throttling), rather than holding it for the kernel's connect timeout.
+                "socket_connect_timeout": 1,
+                "socket_timeout": 1,
+            },
         }
     }
 

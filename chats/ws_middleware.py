@@ -61,7 +61,7 @@ def _own_origin(scope) -> str | None:
     """`http(s)://` + the Host header, if that host is in ALLOWED_HOSTS (as Django's `request.get_host()`)."""
     host = _header(scope, b"host")
     if host is None and scope.get("server"):
-        host = "%s:%s" % tuple(scope["server"])
+        host = "{}:{}".format(*scope["server"])
     domain, _ = split_domain_port(host or "")
     if not domain or not validate_host(domain, settings.ALLOWED_HOSTS):
         return None

@@ -66,14 +66,15 @@ def chat_row_or_404(chat_id: uuid.UUID) -> models.Chat:
     return row
 
 
+USERNAME_TAKEN = "This username is taken."
+
+
 class RegisterApi(APIView):
     permission_classes = [AllowAny]
     # No authentication, so no session CSRF check: a browser that also holds a session cookie (the admin
     # is open in another tab) can still sign up and log in here.
     authentication_classes: list = []
     throttle_classes = [RegisterRateThrottle, WriteRateThrottle]
-
-    USERNAME_TAKEN = {"username": "This username is taken."}
 
     class RegisterInput(serializers.Serializer):
         username = serializers.RegexField(r"^[\w.@+-]+\Z", max_length=150)
@@ -82,7 +83,7 @@ class RegisterApi(APIView):
         def validate(self, attrs):
             User = get_user_model()
             if User.objects.filter(username__iexact=attrs["username"]).exists():
-                raise serializers.ValidationError(RegisterApi.USERNAME_TAKEN)
+                raise serializers.ValidationError({"username": USERNAME_TAKEN})
             try:
                 validate_password(attrs["password"], User(username=attrs["username"]))
             except DjangoValidationError as error:
@@ -103,7 +104,7 @@ class RegisterApi(APIView):
                 token = Token.objects.create(user=user)
         except IntegrityError:
             # Another registration took the name (in any case: migration 0004's index) after our check.
-            raise serializers.ValidationError(self.USERNAME_TAKEN) from None
+            raise serializers.ValidationError({"username": USERNAME_TAKEN}) from None
         return Response({"username": user.username, "token": token.key}, status=status.HTTP_201_CREATED)
 
 

@@ -1,19 +1,34 @@
-"""Kafka -> channel layer, in small steps that `manage.py forward_events` loops over and tests call.
+"""Kafka -> channel layer: the loop `manage.py forward_events` runs, and the steps it takes.
 
 Each record is checked to be an envelope (DESIGN.md), dropped if its event_id was forwarded recently
 (delivery is at least once), and sent to its chat's group and, for chat events, to the lobby group.
+
+Commit rule: an offset is committed only once every record before it in its partition was sent to the
+channel layer (or skipped as invalid or repeated). A Kafka error anywhere, the commit included (evicted
+from the group after a long Redis outage, a rebalance, a broker restart), closes the consumer without
+committing and joins again after a backoff: the records after the last commit are read again and their
+repeats are dropped here and by the websocket consumers, so nothing is lost and nothing shows twice.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import time
 import uuid
-from collections import OrderedDict
+from collections import Counter, OrderedDict
+from collections.abc import Callable
 from typing import Any
+
+from kafka import KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
+from kafka.structs import OffsetAndMetadata
+from redis.exceptions import RedisError
 
 from chats.consumers import LOBBY_GROUP, chat_group
 from chats.frames import group_message
+from chats.workers import Backoff, StopFlag
 
 logger = logging.getLogger("chats.forwarder")
 
@@ -27,7 +42,7 @@ class InvalidEnvelope(ValueError):
 def parse_envelope(value: bytes | None) -> dict[str, Any]:
     try:
         envelope = json.loads(value or b"")
-    except (ValueError, UnicodeDecodeError) as error:
+    except (ValueError, UnicodeDecodeError, RecursionError) as error:
         raise InvalidEnvelope(f"not UTF-8 JSON ({error})") from None
     if not isinstance(envelope, dict):
         raise InvalidEnvelope("not a JSON object")
@@ -93,3 +108,77 @@ async def handle_record(record: Any, channel_layer: Any, recent: RecentEventIds)
         await channel_layer.group_send(group, message)
     recent.add(envelope["event_id"])
     return "forwarded"
+
+
+COMMIT_TIMEOUT_MS = 10_000  # kafka-python's commit() otherwise waits forever for an unreachable coordinator
+
+
+async def forward_forever(
+    connect: Callable[[], KafkaConsumer], layer: Any, recent: RecentEventIds, stop: StopFlag, backoff: Backoff,
+    report_every: float = 10.0,
+) -> None:
+    """Poll, send, commit until `stop`; survive every Kafka and channel-layer error (see the module doc)."""
+    consumer: KafkaConsumer | None = None
+    outcomes: Counter[str] = Counter()
+    next_report = time.monotonic() + report_every
+    try:
+        while not stop:
+            try:
+                if consumer is None:
+                    consumer = await asyncio.to_thread(connect)
+                    logger.info("connected to Kafka")
+                batches = await asyncio.to_thread(consumer.poll, timeout_ms=500)
+                backoff.reset()
+                sent = await forward_batches(batches, layer, recent, stop, backoff, outcomes)
+                if sent:
+                    await asyncio.to_thread(consumer.commit, sent, COMMIT_TIMEOUT_MS)
+            except KafkaError as error:
+                if consumer is not None:
+                    await asyncio.to_thread(consumer.close, autocommit=False)
+                    consumer = None
+                delay = backoff.next()
+                logger.warning(
+                    "Kafka error (%s: %s); records after the last commit will be read again; rejoining in %.1fs",
+                    type(error).__name__, error, delay,
+                )
+                await asyncio.to_thread(stop.sleep, delay)
+            if outcomes and time.monotonic() >= next_report:
+                logger.info("forwarded %(forwarded)d, dropped %(duplicate)d repeats, skipped %(invalid)d invalid", outcomes)
+                outcomes.clear()
+                next_report = time.monotonic() + report_every
+    finally:
+        if consumer is not None:
+            await asyncio.to_thread(consumer.close, autocommit=False)
+
+
+async def forward_batches(
+    batches: dict[TopicPartition, list], layer: Any, recent: RecentEventIds, stop: StopFlag, backoff: Backoff,
+    outcomes: Counter[str],
+) -> dict[TopicPartition, OffsetAndMetadata]:
+    """Send a poll's records in partition order; return the offsets to commit: after the last record of each
+    partition that was settled. A stop during a channel-layer outage ends it early with what was settled."""
+    settled: dict[TopicPartition, OffsetAndMetadata] = {}
+    for partition, records in batches.items():
+        for record in records:
+            outcome = await send_with_retry(record, layer, recent, stop, backoff)
+            if outcome == "unsent":
+                return settled
+            outcomes[outcome] += 1
+            settled[partition] = OffsetAndMetadata(record.offset + 1, "", -1)
+    return settled
+
+
+async def send_with_retry(record: Any, layer: Any, recent: RecentEventIds, stop: StopFlag, backoff: Backoff) -> str:
+    """handle_record, retried with backoff while the channel layer is away; 'unsent' if stopped meanwhile."""
+    while True:
+        try:
+            return await handle_record(record, layer, recent)
+        except (RedisError, OSError) as error:
+            if stop:
+                return "unsent"
+            delay = backoff.next()
+            logger.warning(
+                "channel layer unavailable (%s) at %s[%d]@%d; retrying in %.1fs",
+                error, record.topic, record.partition, record.offset, delay,
+            )
+            await asyncio.to_thread(stop.sleep, delay)

@@ -15,12 +15,15 @@ from django.db import connection
 class StopFlag:
     """Set by SIGTERM or SIGINT; the worker finishes its current step, then leaves its loop."""
 
-    def __init__(self) -> None:
+    def __init__(self, signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT)) -> None:
         self._event = threading.Event()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, self._set)
+        for signum in signals:
+            signal.signal(signum, self._on_signal)
 
-    def _set(self, signum, frame) -> None:
+    def _on_signal(self, signum, frame) -> None:
+        self._event.set()
+
+    def set(self) -> None:
         self._event.set()
 
     def __bool__(self) -> bool:

@@ -202,6 +202,8 @@ async def test_two_forwarders_in_one_group_share_the_partitions(kafka, channel_l
     "value, problem",
     [
         (b"", "not UTF-8 JSON"),
+        (b"[" * 100_000, "not UTF-8 JSON"),  # nested past the parser's recursion limit
+        (b"\xff{}", "not UTF-8 JSON"),
         (b"[1, 2]", "not a JSON object"),
         (b'{"event_id": "1"}', "missing"),
         (json.dumps({**envelope(str(uuid.uuid4()), 1), "event_type": "chat.renamed"}).encode(), "unknown event_type"),

@@ -55,7 +55,7 @@ def body_limit() -> int | None:
 def too_large_response() -> bytes:
     from chats.api.errors import RequestTooLarge, error_body  # loads DRF: import it once Django is set up
 
-    body = json.dumps(error_body("request_too_large", RequestTooLarge.default_detail)).encode()
+    body = json.dumps(error_body("request_too_large", RequestTooLarge.default_detail), separators=(",", ":")).encode()
     return (
         b"HTTP/1.1 413 Content Too Large\r\nContent-Type: application/json\r\n"
         b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body)
@@ -104,7 +104,8 @@ class WebRequest(http_protocol.WebRequest):
         self.refused = True
         self.content = io.BytesIO()
         channel, transport = self.channel, self.channel.transport
-        logger.warning("413: refused %s from %s", what, transport.getPeer())
+        peer = transport.getPeer()
+        logger.warning("413: refused %s from %s:%s", what, getattr(peer, "host", peer), getattr(peer, "port", ""))
         transport.write(too_large_response())
         transport.loseWriteConnection()  # the answer, then FIN; reading goes on
         # The same replacement twisted makes to ignore what follows on a connection it will not reuse.

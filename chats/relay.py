@@ -9,18 +9,23 @@ batch sends them in seq order to one partition (key = chat id). On PostgreSQL se
 claims rows with FOR UPDATE SKIP LOCKED and holds the locks until it has marked them, and a relay sends a
 chat's rows only if no earlier pending row of that chat is held by another relay (`_order_safe`).
 On SQLite there is no row locking: run one relay.
+
+`relay_forever` is the loop of the command, with its clients, stop flag and backoff passed in: a broker or
+database error closes the producer (or the connection), nothing is marked, and the batch is tried again
+after a backoff.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from django.db import connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Min
 from django.utils import timezone
 from kafka import KafkaProducer
@@ -32,7 +37,9 @@ from kafka.errors import (
     RecordListTooLargeError,
 )
 
+from chats.kafka import ensure_topic
 from chats.models import OutboxEvent
+from chats.workers import Backoff, StopFlag
 
 logger = logging.getLogger("chats.relay")
 
@@ -140,3 +147,65 @@ def retry_parked() -> int:
     return OutboxEvent.objects.filter(failed_at__isnull=False, published_at__isnull=True).update(
         failed_at=None, last_error=""
     )
+
+
+PRUNE_EVERY_SECONDS = 600
+REPORT_EVERY_SECONDS = 10
+
+
+def relay_forever(
+    connect: Callable[[], KafkaProducer], topic: str, batch_size: int, stop: StopFlag, backoff: Backoff,
+    wakeup, poll_interval: float, prune_after: timedelta, once: bool = False,
+) -> int:
+    """Relay batches until `stop` (or, with `once`, until the outbox is empty); return how many rows it
+    settled. With `once`, a broker or database error is raised instead of retried."""
+    producer = None
+    relayed = since_report = 0
+    next_report = time.monotonic() + REPORT_EVERY_SECONDS
+    next_prune = time.monotonic()
+    try:
+        while not stop:
+            try:
+                if producer is None:
+                    producer = connect()
+                    ensure_topic(topic)
+                    logger.info("connected to Kafka")
+                settled = relay_batch(producer, topic, batch_size)
+                backoff.reset()
+            except (BrokerUnavailable, KafkaError) as error:
+                if producer is not None:
+                    producer.close(timeout=0)
+                    producer = None
+                if once:
+                    raise
+                delay = backoff.next()
+                logger.warning("Kafka unavailable (%s); nothing was marked; retrying in %.1fs", error, delay)
+                stop.sleep(delay)
+                continue
+            except (OperationalError, InterfaceError) as error:
+                connection.close()
+                if once:
+                    raise
+                delay = backoff.next()
+                logger.warning("database unavailable (%s); retrying in %.1fs", error, delay)
+                stop.sleep(delay)
+                continue
+            relayed += settled
+            since_report += settled
+            if since_report and time.monotonic() >= next_report:
+                logger.info("relayed %d events in the last %ds", since_report, REPORT_EVERY_SECONDS)
+                since_report, next_report = 0, time.monotonic() + REPORT_EVERY_SECONDS
+            if settled:
+                continue
+            if once:
+                break
+            if time.monotonic() >= next_prune:
+                pruned = prune_published(prune_after)
+                if pruned:
+                    logger.info("pruned %d published rows older than %s", pruned, prune_after)
+                next_prune = time.monotonic() + PRUNE_EVERY_SECONDS
+            wakeup.wait(poll_interval, stop)
+    finally:
+        if producer is not None:
+            producer.close()
+    return relayed

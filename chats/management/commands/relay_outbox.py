@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -11,21 +10,12 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import InterfaceError, OperationalError, connection
 from kafka.errors import KafkaError
 
-from chats.kafka import bootstrap_servers, create_producer, ensure_topic
+from chats.kafka import bootstrap_servers, create_producer
 from chats.outbox_wakeup import CHANNEL, OutboxWakeup
-from chats.relay import BrokerUnavailable, prune_published, relay_batch, retry_parked
-from chats.workers import (
-    Backoff,
-    StopFlag,
-    parse_duration,
-    positive_float,
-    positive_int,
-)
+from chats.relay import BrokerUnavailable, relay_forever, retry_parked
+from chats.workers import Backoff, StopFlag, parse_duration, positive_float, positive_int
 
 logger = logging.getLogger("chats.relay")
-
-PRUNE_EVERY_SECONDS = 600
-REPORT_EVERY_SECONDS = 10
 
 
 class Command(BaseCommand):
@@ -62,54 +52,13 @@ class Command(BaseCommand):
             connection.vendor, servers, topic, batch_size,
             f"waking on Redis messages {CHANNEL}, at least every {poll_interval:g}s",
         )
-        stop = StopFlag()
-        wakeup = OutboxWakeup()
-        backoff = Backoff()
-        producer = None
-        relayed = since_report = 0
-        next_report = time.monotonic() + REPORT_EVERY_SECONDS
-        next_prune = time.monotonic()
-        while not stop:
-            try:
-                if producer is None:
-                    producer = create_producer()
-                    ensure_topic(topic)
-                    logger.info("connected to Kafka at %s", servers)
-                settled = relay_batch(producer, topic, batch_size)
-                backoff.reset()
-            except (BrokerUnavailable, KafkaError) as error:
-                if producer is not None:
-                    producer.close(timeout=0)
-                    producer = None
-                if once:
-                    raise CommandError(f"Kafka at {servers} is unavailable: {error}") from None
-                delay = backoff.next()
-                logger.warning("Kafka at %s unavailable (%s); nothing was marked; retrying in %.1fs", servers, error, delay)
-                stop.sleep(delay)
-                continue
-            except (OperationalError, InterfaceError) as error:
-                connection.close()
-                if once:
-                    raise CommandError(f"The database is unavailable: {error}") from None
-                delay = backoff.next()
-                logger.warning("database unavailable (%s); retrying in %.1fs", error, delay)
-                stop.sleep(delay)
-                continue
-            relayed += settled
-            since_report += settled
-            if since_report and time.monotonic() >= next_report:
-                logger.info("relayed %d events in the last %ds", since_report, REPORT_EVERY_SECONDS)
-                since_report, next_report = 0, time.monotonic() + REPORT_EVERY_SECONDS
-            if settled:
-                continue
-            if once:
-                break
-            if time.monotonic() >= next_prune:
-                pruned = prune_published(prune_after)
-                if pruned:
-                    logger.info("pruned %d published rows older than %s", pruned, prune_after)
-                next_prune = time.monotonic() + PRUNE_EVERY_SECONDS
-            wakeup.wait(poll_interval, stop)
-        if producer is not None:
-            producer.close()
+        try:
+            relayed = relay_forever(
+                create_producer, topic, batch_size, StopFlag(), Backoff(), OutboxWakeup(), poll_interval,
+                prune_after, once=once,
+            )
+        except (BrokerUnavailable, KafkaError) as error:
+            raise CommandError(f"Kafka at {servers} is unavailable: {error}") from None
+        except (OperationalError, InterfaceError) as error:
+            raise CommandError(f"The database is unavailable: {error}") from None
         logger.info("relay_outbox stopped; it relayed %d events", relayed)

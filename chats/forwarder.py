@@ -13,7 +13,6 @@ repeats are dropped here and by the websocket consumers, so nothing is lost and 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 import uuid
@@ -28,6 +27,7 @@ from redis.exceptions import RedisError
 
 from chats.consumers import LOBBY_GROUP, chat_group
 from chats.frames import group_message
+from chats.json_input import parse_json
 from chats.workers import Backoff, StopFlag
 
 logger = logging.getLogger("chats.forwarder")
@@ -41,8 +41,8 @@ class InvalidEnvelope(ValueError):
 
 def parse_envelope(value: bytes | None) -> dict[str, Any]:
     try:
-        envelope = json.loads(value or b"")
-    except (ValueError, UnicodeDecodeError, RecursionError) as error:
+        envelope = parse_json(value or b"")
+    except ValueError as error:
         raise InvalidEnvelope(f"not UTF-8 JSON ({error})") from None
     if not isinstance(envelope, dict):
         raise InvalidEnvelope("not a JSON object")

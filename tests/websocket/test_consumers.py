@@ -23,6 +23,13 @@ from messaging_domain.commands import (
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
 
+@pytest.fixture(autouse=True)
+def no_position_checks(settings):
+    """These tests follow live frames and their gap fills; the position checks have tests of their own
+    (test_lost_frames.py) and would otherwise fill a frame a slow test run delivers late."""
+    settings.CHAT_WS_POSITION_CHECK_SECONDS = 3600
+
+
 @pytest.fixture
 def token(ann):
     return Token.objects.create(user=ann).key

@@ -1,7 +1,8 @@
 """ASGI entrypoint for daphne: HTTP goes to Django; websockets to the Channels consumers.
 
-Browsers are held to ALLOWED_HOSTS by their Origin header (a page elsewhere cannot open a socket with the
-user's cookie); clients that send no Origin, like scripts with ?token=, go on to authenticate.
+A browser page may open a socket only from the socket's own origin (scheme, host and port) or one in
+CSRF_TRUSTED_ORIGINS, so a page elsewhere cannot open one with the user's cookie; clients that send no
+Origin, like scripts with ?token=, go on to authenticate (chats.ws_middleware).
 """
 
 import os

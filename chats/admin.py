@@ -1,16 +1,13 @@
 """The Django admin for chats. Creating and deleting go through the mediator like any API write, so the
 admin's changes reach the outbox too; nothing here saves a Chat row directly."""
 
-import math
-
 from django import forms
 from django.contrib import admin
-from django.contrib.admin.forms import AdminAuthenticationForm
 from django.db.models import Count
 
 from chats import models
 from chats.adapters import participant_of
-from chats.api.throttling import LoginLocked, begin_login, client_ip
+from chats.auth_forms import LimitedAdminAuthenticationForm
 from chats.bootstrap import mediator
 from messaging_domain.commands import CreateChatCommand, DeleteChatCommand
 from messaging_domain.exceptions import InvalidTitle
@@ -34,30 +31,6 @@ class ChatCreationForm(forms.ModelForm):
 
     def _post_clean(self) -> None:
         """Skip model validation: the command decides, and title_key is not on the form."""
-
-
-class LimitedAdminAuthenticationForm(AdminAuthenticationForm):
-    """The admin's login, held to the same failed-login limits as the token API (chats.api.throttling)."""
-
-    def clean(self):
-        username, password = self.cleaned_data.get("username"), self.cleaned_data.get("password")
-        if username is None or not password:
-            return super().clean()  # the form's own "required" errors; no password is checked
-        try:
-            attempt = begin_login(username, client_ip(self.request))
-        except LoginLocked as locked:
-            minutes = max(1, math.ceil(locked.wait / 60))
-            raise forms.ValidationError(
-                "Too many failed login attempts for this account or from your address. "
-                f"Try again in {minutes} minute{'s' if minutes != 1 else ''}.",
-                code="too_many_attempts",
-            ) from None
-        try:
-            return super().clean()
-        finally:
-            # user_cache is set once the password matched, even if the account is then refused (not staff).
-            if self.user_cache is not None:
-                attempt.succeeded()
 
 
 admin.site.login_form = LimitedAdminAuthenticationForm

@@ -211,22 +211,23 @@ def test_concurrent_guesses_get_no_more_password_checks_than_the_limit(redis_cac
     assert sorted(response.status_code for response in responses) == [400] * 10 + [429] * 20
 
 
+@pytest.mark.parametrize("login", ["/admin/login/", "/api-auth/login/"], ids=["admin", "browsable-api"])
 @pytest.mark.django_db
-def test_the_admin_login_form_logs_in_below_the_limit_and_refuses_a_locked_account_with_a_clear_message(
-    redis_cache, make_user
+def test_a_login_form_logs_in_below_the_limit_and_refuses_a_locked_account_with_a_clear_message(
+    login, redis_cache, make_user
 ):
     make_user("boss", is_staff=True)
     below = Client()
-    below.post("/admin/login/", {"username": "boss", "password": "wrong"})
-    assert below.post("/admin/login/", {"username": "boss", "password": PASSWORD}).status_code == 302
+    below.post(login, {"username": "boss", "password": "wrong"})
+    assert below.post(login, {"username": "boss", "password": PASSWORD}).status_code == 302
     assert "_auth_user_id" in below.session
 
     browser = Client()
     for n in range(10):
-        page = browser.post("/admin/login/", {"username": "boss", "password": f"wrong-{n}"})
-        assert page.status_code == 200 and b"Please enter the correct username" in page.content
+        page = browser.post(login, {"username": "boss", "password": f"wrong-{n}"})
+        assert page.status_code == 200 and b"Please enter" in page.content and b"correct username" in page.content
 
-    page = browser.post("/admin/login/", {"username": "Boss", "password": PASSWORD})
+    page = browser.post(login, {"username": "Boss", "password": PASSWORD})
 
     assert page.status_code == 200  # the form again, not a redirect into the admin
     assert b"Too many failed login attempts" in page.content

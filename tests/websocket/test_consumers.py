@@ -118,7 +118,7 @@ async def test_a_page_from_another_site_cannot_open_a_socket(chat, token, channe
 
 
 async def test_a_page_from_an_allowed_host_may_open_a_socket(chat, token, channel_layer):
-    communicator = await connect(f"/ws/chats/{chat.id}/?token={token}", headers=[(b"origin", b"http://localhost:8000")])
+    communicator = await connect(f"/ws/chats/{chat.id}/?token={token}", headers=[(b"origin", b"http://localhost:8000"), (b"host", b"localhost:8000")])
     await communicator.disconnect()
 
 

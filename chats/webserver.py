@@ -53,7 +53,8 @@ def body_limit() -> int | None:
 
 
 def too_large_response() -> bytes:
-    from chats.api.errors import RequestTooLarge, error_body  # loads DRF: import it once Django is set up
+    # Imported here, not at the top: it loads DRF, which needs Django set up (the application does that).
+    from chats.api.errors import RequestTooLarge, error_body
 
     body = json.dumps(error_body("request_too_large", RequestTooLarge.default_detail), separators=(",", ":")).encode()
     return (

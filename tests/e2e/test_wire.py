@@ -12,12 +12,17 @@ import socket
 import threading
 
 import pytest
-import websockets
 from django.conf import settings
 
 from chats.embedded import free_port
 from tests.api.support import assert_error
-from tests.e2e.test_live_delivery import FIRST_EVENT_TIMEOUT, RECV_TIMEOUT, Stack, frames_until_closed, receive_frames
+from tests.e2e.test_live_delivery import (
+    FIRST_EVENT_TIMEOUT,
+    RECV_TIMEOUT,
+    Stack,
+    frames_until_closed,
+    receive_frames,
+)
 from tests.helpers import serving, started
 
 pytestmark = pytest.mark.django_db(transaction=True)

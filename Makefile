@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 
-.PHONY: install run test migrate clean bench
+.PHONY: install run test migrate clean bench chaos chaos-short
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,14 @@ browser:
 # Starts its own stack on a temporary database (or DATABASE_URL); see bench/README.md.
 bench: install
 	$(PY) bench/run.py
+
+# Fault injection against the real processes (kills, stops, restarts) proving delivery; see bench/chaos/README.md.
+# Exits non-zero if any expectation fails; results in bench/chaos/results/latest.{md,json}.
+chaos: install
+	$(PY) bench/chaos/run.py --profile full
+
+chaos-short: install
+	$(PY) bench/chaos/run.py --profile short
 
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache

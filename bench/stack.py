@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import psutil
 
@@ -132,7 +133,6 @@ class Stack:
     def start_service(self) -> None:
         """`web_processes` x `manage.py serve` (daphne) sharing the port, relay_outbox and forward_events;
         returns once each is ready."""
-        python = sys.executable
         if self.web_processes is None:
             self.web_processes = default_web_processes()  # Django is set up on the bench database by now
         webs = [self._spawn(f"web.{n}", self.command_for("web")) for n in range(1, self.web_processes + 1)]
@@ -152,7 +152,7 @@ class Stack:
             "forwarder": [python, "manage.py", "forward_events"],
         }[role]
 
-    READY_LINES = {"web": "Listening on TCP address", "relay": "connected to Kafka", "forwarder": "partitions assigned"}
+    READY_LINES: ClassVar[dict[str, str]] = {"web": "Listening on TCP address", "relay": "connected to Kafka", "forwarder": "partitions assigned"}
 
     def wait_ready(self, process: Process) -> None:
         """Until this run of `process` logged that it is ready (daphne listens, the relay reached Kafka, the

@@ -45,8 +45,7 @@ class HttpConnection:
                       headers: dict[str, str] | None = None, timeout: float = 15.0) -> tuple[int, bytes]:
         try:
             return await asyncio.wait_for(self._request(method, path, token, payload, headers or {}), timeout)
-        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError,
-                asyncio.TimeoutError) as error:
+        except (TimeoutError, OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as error:
             self.close()
             raise HttpError(f"{type(error).__name__}: {error}") from None
 
@@ -208,8 +207,6 @@ class Subscriber:
         rng = random.Random(self.number)
         while not self._stop:
             code = await self._one_socket(rng)
-            if code is None:  # we opened it and the socket served
-                pass
             if self._stop:
                 return
             opened = isinstance(code, tuple)
@@ -235,7 +232,7 @@ class Subscriber:
             key = f"refused {error.response.status_code}"
             self.closes[key] += 1
             return key
-        except (OSError, asyncio.TimeoutError, websockets.exceptions.WebSocketException) as error:
+        except (TimeoutError, OSError, websockets.exceptions.WebSocketException) as error:
             key = f"connect {type(error).__name__}"
             self.closes[key] += 1
             return key

@@ -17,13 +17,13 @@ from typing import Any
 
 import psutil
 
-from bench.chaos.clients import HttpConnection, Post, Poster, Subscriber
+from bench.chaos.clients import HttpConnection, Post, Subscriber
 from bench.chaos.texts import make_text
 from bench.stack import Stack
 
 BATCH_SIZE = 500  # relay_outbox's default --batch-size: what one relay kill may send twice
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\d[ T][\d:,.]+ ")
-EVIDENCE = re.compile(r"ERROR|CRITICAL|Traceback|Exception|WARNING|exited|Killed", re.I)
+EVIDENCE = re.compile(r"ERROR|CRITICAL|Traceback|Exception|WARNING|exited|Killed", re.IGNORECASE)
 
 
 @dataclass

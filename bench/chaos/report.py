@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import platform
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -119,10 +119,15 @@ def markdown(run: dict) -> str:
 
 
 def write(run: dict) -> str:
+    """latest.{json,md}, and the same as <profile>-<database>.{json,md}, so CI's SQLite run is kept beside
+    its PostgreSQL run."""
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "latest.json").write_text(json.dumps(run, indent=2, default=_json) + "\n")
+    data = json.dumps(run, indent=2, default=_json) + "\n"
     text = markdown(run)
-    (RESULTS / "latest.md").write_text(text)
+    database = "postgresql" if run["database"].startswith("PostgreSQL") else "sqlite"
+    for name in ("latest", f"{run['profile']}-{database}"):
+        (RESULTS / f"{name}.json").write_text(data)
+        (RESULTS / f"{name}.md").write_text(text)
     return text
 
 
@@ -139,4 +144,4 @@ def machine() -> str:
 
 
 def now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")

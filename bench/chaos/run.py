@@ -13,15 +13,17 @@ from pathlib import Path
 
 sys.path[0] = str(Path(__file__).resolve().parent.parent.parent)
 
-import argparse  # noqa: E402
-import asyncio  # noqa: E402
-import os  # noqa: E402
-import signal  # noqa: E402
-import time  # noqa: E402
-import traceback  # noqa: E402
+import argparse
+import asyncio
+import os
+import signal
+import time
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-from bench.run import raise_open_files_limit  # noqa: E402
-from bench.stack import Stack  # noqa: E402
+from bench.run import raise_open_files_limit
+from bench.stack import Stack
 
 CHAOS_ENV = {
     "CHAT_WRITE_RATE": "1000000/minute",  # throttles stay in the request path but never refuse the load
@@ -57,6 +59,32 @@ def revive(stack: Stack, started: float) -> list[str]:
     return notes
 
 
+@contextmanager
+def scratch_postgres_database() -> Iterator[None]:
+    """With a PostgreSQL DATABASE_URL, the run uses a database of its own on that server, created here and
+    dropped at the end, as it uses a fresh SQLite file otherwise: the named database is never written."""
+    from urllib.parse import urlparse
+
+    url = os.environ.get("DATABASE_URL", "")
+    if not url.startswith(("postgres://", "postgresql://")):
+        yield
+        return
+    import psycopg
+
+    parsed = urlparse(url)
+    name = f"chaos_{os.getpid()}_{int(time.time())}"
+    admin_url = parsed._replace(path="/postgres").geturl()
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    os.environ["DATABASE_URL"] = parsed._replace(path=f"/{name}").geturl()
+    try:
+        yield
+    finally:
+        os.environ["DATABASE_URL"] = url
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def keep_logs(stack: Stack) -> None:
     """The service's logs of this run, beside the results (the stack's directory is removed on exit)."""
     import shutil
@@ -79,7 +107,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     raise_open_files_limit()
     started = time.monotonic()
-    with Stack.create(settings_module="chatproject.settings", extra_env=CHAOS_ENV, prefix="chaos") as stack:
+    with scratch_postgres_database(), Stack.create(settings_module="chatproject.settings", extra_env=CHAOS_ENV, prefix="chaos") as stack:
         stack.web_processes = WEB_PROCESSES
         def embedded(name: str) -> bool:
             return any(server.name == name for server in stack.embedded)
@@ -112,7 +140,7 @@ def main() -> int:
             budget = spec.posts / spec.rate + spec.converge_cap + 150
             try:
                 result = asyncio.run(asyncio.wait_for(run(ctx), budget))
-            except BaseException as error:  # noqa: BLE001 - a scenario that breaks is a failed scenario
+            except BaseException as error:
                 if isinstance(error, KeyboardInterrupt | SystemExit):
                     raise
                 result = {"name": spec.name, "title": spec.title, "error": "".join(

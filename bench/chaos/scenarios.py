@@ -89,9 +89,11 @@ def forwarder_kills(times: list[float]):
 
 def redis_restarts(times: list[float], down_for: float):
     async def fault(ctx: Context, load: float) -> None:
-        """SIGKILL the embedded redis-server, then start it again on its port `down_for` s later (empty)."""
+        """SIGKILL the embedded redis-server, then start it again on its port `down_for` s later (empty).
+        A negative time counts from the end of the posting: frames lost then are the last of their chats,
+        with no later frame to reveal the gap."""
         for when in times:
-            await at(ctx, when)
+            await at(ctx, when if when >= 0 else load + when)
             redis = ctx.embedded("redis")
             killed = Fault(f"SIGKILL redis (pid {redis.process.pid}) for {down_for:g}s", time.monotonic())
             ctx.faults.append(killed)
@@ -130,7 +132,7 @@ def scenarios(profile: str, postgres: bool) -> list[Scenario]:
             Scenario("forwarder_kill", "forwarder SIGKILL + restart", chats=10, subscribers=50, sockets_per_user=10,
                      posts=300, rate=25, converge_cap=15, fault=forwarder_kills([3.0])),
             Scenario("redis_restart", "Redis SIGKILL, restarted on its port", chats=10, subscribers=100,
-                     sockets_per_user=10, posts=250, rate=25, converge_cap=15, fault=redis_restarts([4.0], 1.0)),
+                     sockets_per_user=10, posts=250, rate=25, converge_cap=15, fault=redis_restarts([-2.5], 1.0)),
             Scenario("web_kill", "one of two web processes SIGKILLed", chats=8, subscribers=64, sockets_per_user=16,
                      posts=250, rate=25, converge_cap=70, fault=web_kill(3.0, 2.0)),
         ]
@@ -148,7 +150,7 @@ def scenarios(profile: str, postgres: bool) -> list[Scenario]:
         Scenario("forwarder_kill", "forwarder SIGKILL + restart, twice", chats=10, subscribers=50, sockets_per_user=10,
                  posts=1000, rate=25, converge_cap=30, fault=forwarder_kills([8.0, 24.0])),
         Scenario("redis_restart", "Redis SIGKILL, restarted on its port, twice", chats=20, subscribers=120,
-                 sockets_per_user=10, posts=1000, rate=25, converge_cap=30, fault=redis_restarts([8.0, 24.0], 1.0)),
+                 sockets_per_user=10, posts=1000, rate=25, converge_cap=30, fault=redis_restarts([8.0, -2.5], 1.0)),
         Scenario("web_kill", "one of two web processes SIGKILLed", chats=12, subscribers=120, sockets_per_user=15,
                  posts=750, rate=25, converge_cap=90, fault=web_kill(8.0, 2.0)),
         Scenario("reconnect_storm", "100 clients reconnecting at random", chats=10, subscribers=100,

@@ -333,8 +333,9 @@ def recovery(faults: list[Fault], posts: list[Post], subscribers: list[Subscribe
             if all(t is not None for t in times):
                 entry["recovery_s"] = round(max(times) - fault.ended, 2)
             entry["post"] = {"chat_id": first.chat_id, "seq": first.seq}
-        else:
-            entry["note"] = (entry["note"] + "; no post was sent after it").strip("; ")
+        else:  # the harness's timing, not the service: said so, and not judged
+            entry["note"] = (entry["note"] + "; no post was sent after it: recovery not measured").strip("; ")
+            entry["unmeasured"] = True
         results.append(entry)
     return results
 

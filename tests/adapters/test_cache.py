@@ -8,7 +8,8 @@ from django.core.cache.backends.redis import RedisCache
 from chats.cache import SharedConnectionPool
 
 
-def test_cache_objects_made_per_request_share_one_connection(redis_server):
+def test_cache_objects_made_per_request_share_one_connection(redis_server, monkeypatch):
+    monkeypatch.setattr(SharedConnectionPool, "_pools", {})  # as in a new process: no pool from earlier tests
     url = f"redis://{redis_server.address}/0"
     observer = redis.Redis.from_url(url)
     key = f"throttle-test-{uuid.uuid4().hex}"

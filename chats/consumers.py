@@ -40,6 +40,7 @@ CLOSE_NOT_FOUND = 4404
 CLOSE_LAGGING = 4408  # the client fell too far behind: reconnect with ?after_seq=<last seq received>
 CLOSE_CHAT_DELETED = 4410
 CLOSE_TOO_MANY = 4429  # frames too fast, or too many sockets for one user
+CLOSE_TRY_AGAIN = 1013  # the standard "try again later": Redis (socket counts, the channel layer) is away
 
 REPLAY_PAGE = 500
 # Past this many frames behind (queued in this process, or missing upstream), the client is told to
@@ -139,12 +140,26 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
         await self.send_error("credentials_revoked", "You logged out or your token was revoked.")
         await self.close(code=CLOSE_UNAUTHENTICATED)
 
+    async def websocket_connect(self, message: dict[str, Any]) -> None:
+        # Admission needs Redis (socket counts, group subscriptions). While it restarts, a client is told to
+        # come back (1013) instead of getting a bare HTTP 500 for the handshake.
+        try:
+            await super().websocket_connect(message)
+        except (RedisError, OSError) as error:
+            logger.warning("socket refused while Redis is unavailable: %s", error)
+            await self.reject(CLOSE_TRY_AGAIN, "unavailable", "The service is briefly unavailable; reconnect.")
+
+    async def accept(self, subprotocol: str | None = None, headers=None) -> None:
+        self.accepted = True
+        await super().accept(subprotocol, headers)
+
     async def reject(self, code: int, error: str, message: str) -> None:
         """Refuse a connection during the handshake: close with `code`, after an error frame saying why.
 
         The handshake is accepted first: a close before accepting reaches the client as a bare HTTP 403.
         """
-        await self.accept()
+        if not getattr(self, "accepted", False):
+            await self.accept()
         await self.send_error(error, message)
         await self.close(code=code)
 

@@ -385,7 +385,7 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from chats.embedded import start_redis
+    from chats.runtime.embedded import start_redis
 
     paces = [("burst", args.messages, 0.0), (f"{args.rate:g}/s x {args.seconds:g}s",
                                               round(args.rate * args.seconds), 1 / args.rate)]

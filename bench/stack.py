@@ -1,6 +1,6 @@
 """The system under test, started the way production runs it: real processes on real servers.
 
-Kafka and Redis are the embedded ones (chats.embedded) unless KAFKA_BOOTSTRAP_SERVERS / REDIS_URL are set.
+Kafka and Redis are the embedded ones (chats.runtime.embedded) unless KAFKA_BOOTSTRAP_SERVERS / REDIS_URL are set.
 The database is a fresh SQLite file in a temporary directory unless DATABASE_URL is set, so the bench never
 touches the developer's db.sqlite3. The topic and the forwarder's consumer group are new for every run, so
 a shared broker holds nothing from earlier runs. daphne, relay_outbox and forward_events run with
@@ -28,8 +28,12 @@ from typing import ClassVar
 
 import psutil
 
-from chats.embedded import EmbeddedServer, environment_with_embedded_services, free_port
-from chats.workers import default_web_processes
+from chats.runtime.embedded import (
+    EmbeddedServer,
+    environment_with_embedded_services,
+    free_port,
+)
+from chats.runtime.processes import default_web_processes
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 READY_TIMEOUT = 60.0  # seconds for a process to become ready (the forwarder joins its group in ~3 s)
@@ -81,7 +85,7 @@ class Stack:
     embedded: list[EmbeddedServer]
     database: str  # what the report says about the database
     port: int = field(default_factory=free_port)
-    web_processes: int | None = None  # None: as many as `make run` starts (chats.workers.default_web_processes)
+    web_processes: int | None = None  # None: as many as `make run` starts (chats.runtime.worker_loop.default_web_processes)
     processes: dict[str, Process] = field(default_factory=dict)
 
     @classmethod
@@ -177,7 +181,7 @@ class Stack:
     def restart_redis(self, timeout: float = 10) -> EmbeddedServer:
         """Starts the embedded redis-server again on the port it had (after a kill): clients configured with
         REDIS_URL find it where it was, empty."""
-        from chats.embedded import start_redis
+        from chats.runtime.embedded import start_redis
 
         old = self.embedded_server("redis")
         if old.process.poll() is None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from bench.channel_layers import percentile  # nearest rank, as the channel layer comparison reports it
+from bench.channel_layers import (
+    percentile,  # nearest rank, as the channel layer comparison reports it
+)
 
 QUANTILES = {"p50": 0.50, "p95": 0.95, "p99": 0.99, "max": 1.0}
 

@@ -2,7 +2,7 @@
 
 A browser page may open a socket only from the socket's own origin (scheme, host and port) or one in
 CSRF_TRUSTED_ORIGINS, so a page elsewhere cannot open one with the user's cookie; clients that send no
-Origin, like scripts with ?token=, go on to authenticate (chats.ws_middleware).
+Origin, like scripts with ?token=, go on to authenticate (chats.live.middleware).
 """
 
 import os
@@ -16,8 +16,8 @@ django_asgi_app = get_asgi_application()
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
-from chats.routing import websocket_urlpatterns  # noqa: E402
-from chats.ws_middleware import BrowserOriginValidator, TokenAuthMiddleware  # noqa: E402
+from chats.live.middleware import BrowserOriginValidator, TokenAuthMiddleware  # noqa: E402
+from chats.live.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {

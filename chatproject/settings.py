@@ -24,7 +24,7 @@ SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or "django-insecure-local-key-s
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver")
 
 # Origins other than the site's own from which pages may send the session cookie: POSTs (Django's CSRF check)
-# and websockets (chats.ws_middleware), e.g. "https://chat.example.com,https://*.example.com".
+# and websockets (chats.live.middleware), e.g. "https://chat.example.com,https://*.example.com".
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", "")
 
 # Behind TLS (DJANGO_HTTPS=1): HTTPS only, secure cookies, HSTS. The proxy in front terminates TLS and says so
@@ -100,8 +100,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and POOL_MA
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {"min_size": 1, "max_size": POOL_MAX_SIZE, "timeout": 10}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Django's backend, with write transactions queued on a file lock instead of SQLite's sleeping busy
-    # handler (chats/sqlite/base.py): several web processes and the relay write to one file.
-    DATABASES["default"]["ENGINE"] = "chats.sqlite"
+    # handler (chats/runtime/sqlite/base.py): several web processes and the relay write to one file.
+    DATABASES["default"]["ENGINE"] = "chats.runtime.sqlite"
     DATABASES["default"]["OPTIONS"] = {
         "transaction_mode": "IMMEDIATE",
         "timeout": 20,
@@ -196,7 +196,7 @@ if "REDIS_URL" in os.environ:
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "OPTIONS": {
-                "pool_class": "chats.cache.SharedConnectionPool",  # not a new connection per request
+                "pool_class": "chats.runtime.redis_pool.SharedConnectionPool",  # not a new connection per request
                 # A Redis that does not answer costs a request at most this long; the throttles then let it
                 # through (chats.api.throttling), rather than holding it for the kernel's connect timeout.
                 "socket_connect_timeout": 1,
@@ -211,10 +211,10 @@ CHAT_WS_FRAMES_PER_SECOND = float(os.environ.get("CHAT_WS_FRAMES_PER_SECOND", "5
 CHAT_WS_FRAME_BURST = int(os.environ.get("CHAT_WS_FRAME_BURST", "20"))
 CHAT_WS_MAX_SOCKETS_PER_USER = int(os.environ.get("CHAT_WS_MAX_SOCKETS_PER_USER", "20"))
 # A web process that dies takes its sockets out of the per-user counts within this many seconds
-# (chats.socket_slots).
+# (chats.live.socket_slots).
 CHAT_WS_SOCKET_LEASE_SECONDS = int(os.environ.get("CHAT_WS_SOCKET_LEASE_SECONDS", "30"))
 # How often each web process checks the last seq of the chats it has subscribers for, so that a frame the
-# channel layer lost is filled within two checks even when nothing follows it (chats.positions).
+# channel layer lost is filled within two checks even when nothing follows it (chats.live.positions).
 CHAT_WS_POSITION_CHECK_SECONDS = float(os.environ.get("CHAT_WS_POSITION_CHECK_SECONDS", "2"))
 
 CHANNEL_LAYERS = {

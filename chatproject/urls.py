@@ -3,7 +3,7 @@ from django.contrib.auth.views import LoginView, LogoutView
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from chats.auth_forms import LimitedAuthenticationForm
+from chats.api.login_forms import LimitedAuthenticationForm
 from chats.pages import chat_page
 
 # The browsable API's login and logout (as rest_framework.urls), its login held to the failed-login limits.

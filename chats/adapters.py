@@ -1,4 +1,4 @@
-"""The domain's ports on the Django ORM: repositories, the unit of work, and the outbox envelope."""
+"""The domain's ports on the Django ORM: repositories and the unit of work (which writes the outbox)."""
 
 from __future__ import annotations
 
@@ -6,18 +6,12 @@ from typing import Any
 from uuid import UUID
 
 from django.db import IntegrityError, transaction
-from rest_framework.fields import DateTimeField
 
 from chats import models
-from chats.outbox_wakeup import announce_outbox_rows
-from chats.serializers import represent_chat, represent_message
+from chats.pipeline.outbox_wakeup import announce_outbox_rows
+from chats.pipeline.wire import envelope
 from messaging_domain.entities import Chat, Message
-from messaging_domain.events import (
-    ChatDeletedEvent,
-    Event,
-    NewChatCreatedEvent,
-    NewMessageReceivedEvent,
-)
+from messaging_domain.events import Event
 from messaging_domain.exceptions import ChatTitleTaken, IdempotencyKeyReused
 from messaging_domain.ports import ChatRepository, MessageRepository, UnitOfWork
 from messaging_domain.values import Participant, Text, Title
@@ -113,26 +107,6 @@ class DjangoMessageRepository(MessageRepository):
             .first()
         )
         return None if row is None else message_from_row(row)
-
-
-_iso = DateTimeField().to_representation
-
-_PAYLOADS = {
-    NewChatCreatedEvent: lambda event: represent_chat(event.chat),
-    NewMessageReceivedEvent: lambda event: represent_message(event.message),
-    ChatDeletedEvent: lambda event: represent_chat(event.chat),
-}
-
-
-def envelope(event: Event) -> dict[str, Any]:
-    """The event as it travels on Kafka (DESIGN.md, "Kafka event envelope")."""
-    return {
-        "event_id": str(event.event_id),
-        "event_type": event.event_type,
-        "occurred_at": _iso(event.occurred_at),
-        "chat_id": str(event.chat_id),
-        "payload": dict(_PAYLOADS[type(event)](event)),
-    }
 
 
 class DjangoUnitOfWork(UnitOfWork):

@@ -7,7 +7,7 @@ from django.db.models import Count
 
 from chats import models
 from chats.adapters import participant_of
-from chats.auth_forms import LimitedAdminAuthenticationForm
+from chats.api.login_forms import LimitedAdminAuthenticationForm
 from chats.bootstrap import mediator
 from messaging_domain.commands import CreateChatCommand, DeleteChatCommand
 from messaging_domain.exceptions import InvalidTitle

@@ -11,8 +11,8 @@ import pytest
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from chats.embedded import start_kafka, start_redis
 from chats.models import OutboxEvent
+from chats.runtime.embedded import start_kafka, start_redis
 from tests.helpers import database_url
 
 
@@ -118,7 +118,7 @@ def channel_layer(redis_server, settings):
 @pytest.fixture
 def kafka(kafka_broker, settings):
     """Points the settings at the session broker and a fresh topic; returns the topic name."""
-    from chats.kafka import ensure_topic
+    from chats.pipeline.kafka_clients import ensure_topic
 
     settings.KAFKA_BOOTSTRAP_SERVERS = kafka_broker.address
     settings.KAFKA_TOPIC = f"chat-events-{uuid.uuid4().hex[:12]}"

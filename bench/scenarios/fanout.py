@@ -33,7 +33,7 @@ from bench.scenarios.latency import FIRST_EVENT_CAP, post_and_receive
 from bench.seed import chat_stream_urls, create_chat, token_for, tokens_for
 from bench.stack import Stack, cpu_usage
 from bench.wsclient import Audience
-from chats.frames import message_frame
+from chats.pipeline.wire import message_frame
 
 SUBSCRIBERS = (1000, 500, 250)  # tried in turn until the machine holds them
 MESSAGES = 20

@@ -1,9 +1,9 @@
 """Scenario 2, relay: drain 20,000 outbox events to Kafka, against raw kafka-python producing the same records.
 
 Both sides send exactly what the relay sends for a row (key = chat id, value = the compact JSON envelope,
-header event_type) with the relay's own producer settings (`chats.kafka.create_producer`), to topics of
+header event_type) with the relay's own producer settings (`chats.pipeline.kafka_clients.create_producer`), to topics of
 their own on the same broker. The raw side sends all records and then flushes once: the fastest correct
-use of the client. The relay side is the relay's loop (`chats.relay.relay_batch` until the outbox is empty,
+use of the client. The relay side is the relay's loop (`chats.pipeline.relay.relay_batch` until the outbox is empty,
 500 rows a batch, as `manage.py relay_outbox` runs it), so the difference is what claiming rows, waiting for
 each batch's acknowledgement and marking the rows cost. Timing starts once each producer is connected.
 
@@ -19,9 +19,9 @@ import uuid
 from django.conf import settings
 from django.utils import timezone
 
-from chats.kafka import create_producer, ensure_topic
 from chats.models import OutboxEvent
-from chats.relay import relay_batch
+from chats.pipeline.kafka_clients import create_producer, ensure_topic
+from chats.pipeline.relay import relay_batch
 
 EVENTS = 20_000
 CHATS = 32  # keys, spread over the topic's partitions

@@ -1,13 +1,13 @@
 from django.urls import path
 
-from chats.api import views
+from chats.api import auth, chats, health, messages
 
 urlpatterns = [
-    path("auth/register/", views.RegisterApi.as_view(), name="register"),
-    path("auth/token/", views.TokenApi.as_view(), name="token"),
-    path("auth/logout/", views.LogoutApi.as_view(), name="logout"),
-    path("chats/", views.ChatListCreateApi.as_view(), name="chat-list"),
-    path("chats/<str:chat_id>/", views.ChatDetailApi.as_view(), name="chat-detail"),
-    path("chats/<str:chat_id>/messages/", views.MessageListCreateApi.as_view(), name="message-list"),
-    path("health/", views.HealthApi.as_view(), name="health"),
+    path("auth/register/", auth.RegisterApi.as_view(), name="register"),
+    path("auth/token/", auth.TokenApi.as_view(), name="token"),
+    path("auth/logout/", auth.LogoutApi.as_view(), name="logout"),
+    path("chats/", chats.ChatListCreateApi.as_view(), name="chat-list"),
+    path("chats/<str:chat_id>/", chats.ChatDetailApi.as_view(), name="chat-detail"),
+    path("chats/<str:chat_id>/messages/", messages.MessageListCreateApi.as_view(), name="message-list"),
+    path("health/", health.HealthApi.as_view(), name="health"),
 ]

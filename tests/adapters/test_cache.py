@@ -5,7 +5,7 @@ import uuid
 import redis
 from django.core.cache.backends.redis import RedisCache
 
-from chats.cache import SharedConnectionPool
+from chats.runtime.redis_pool import SharedConnectionPool
 
 
 def test_cache_objects_made_per_request_share_one_connection(redis_server, monkeypatch):
@@ -15,7 +15,7 @@ def test_cache_objects_made_per_request_share_one_connection(redis_server, monke
     key = f"throttle-test-{uuid.uuid4().hex}"
     connections_before = len(observer.client_list())
     # Under ASGI Django builds a cache object per request context, as here: twenty requests in flight.
-    requests = [RedisCache(url, {"OPTIONS": {"pool_class": "chats.cache.SharedConnectionPool"}}) for _ in range(20)]
+    requests = [RedisCache(url, {"OPTIONS": {"pool_class": "chats.runtime.redis_pool.SharedConnectionPool"}}) for _ in range(20)]
     for cache in requests:
         cache.add(key, 0)
         cache.incr(key)

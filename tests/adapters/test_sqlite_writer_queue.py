@@ -1,4 +1,4 @@
-"""On SQLite, write transactions queue on a file lock (chats/sqlite/base.py) held from BEGIN to COMMIT."""
+"""On SQLite, write transactions queue on a file lock (chats/runtime/sqlite/base.py) held from BEGIN to COMMIT."""
 
 import fcntl
 import os

@@ -9,7 +9,7 @@ from django.contrib.auth.password_validation import validate_password
 from django.db import IntegrityError, connection, transaction
 from rest_framework.test import APIClient
 
-from chats.api import views
+from chats.api import auth as views
 from tests.api.support import assert_error
 
 PASSWORD = "a long passphrase 7"

@@ -23,7 +23,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from chats.adapters import participant_of
 from chats.bootstrap import mediator
-from chats.embedded import free_port
+from chats.runtime.embedded import free_port
 from messaging_domain.commands import CreateMessageCommand
 from tests.helpers import http_json, serving, started
 

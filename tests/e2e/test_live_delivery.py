@@ -16,7 +16,7 @@ import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed
 
-from chats.embedded import free_port
+from chats.runtime.embedded import free_port
 from tests.helpers import http_json, serving, started
 
 pytestmark = pytest.mark.django_db(transaction=True)

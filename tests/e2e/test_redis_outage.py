@@ -9,7 +9,7 @@ import websockets
 from rest_framework.authtoken.models import Token
 from websockets.exceptions import ConnectionClosed
 
-from chats.embedded import free_port, start_redis
+from chats.runtime.embedded import free_port, start_redis
 from tests.helpers import serving
 
 pytestmark = pytest.mark.django_db(transaction=True)

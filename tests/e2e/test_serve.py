@@ -9,7 +9,7 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 
 from chats.management.commands.serve import daphne_argv
-from chats.workers import default_web_processes
+from chats.runtime.processes import default_web_processes
 
 
 @pytest.mark.parametrize(
@@ -35,7 +35,7 @@ def test_a_port_another_program_holds_is_refused_with_a_clear_message():
 def test_daphne_runs_the_configured_application_with_our_protocols_and_only_a_memory_ceiling_on_frames(settings):
     settings.CHAT_WS_MAX_FRAME_BYTES = 4096
     argv = daphne_argv(7)
-    assert argv[1:3] == ["-m", "chats.webserver"]
+    assert argv[1:3] == ["-m", "chats.runtime.webserver"]
     assert argv[-1] == "chatproject.asgi:application"
     assert argv[argv.index("--fd") + 1] == "7"
     # autobahn holds the frames the server sends to these too: far above any of them, not the client's limit.

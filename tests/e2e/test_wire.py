@@ -14,7 +14,7 @@ import threading
 import pytest
 from django.conf import settings
 
-from chats.embedded import free_port
+from chats.runtime.embedded import free_port
 from tests.api.support import assert_error
 from tests.e2e.test_live_delivery import (
     FIRST_EVENT_TIMEOUT,

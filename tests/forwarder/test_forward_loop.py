@@ -1,4 +1,4 @@
-"""The forwarder's loop (chats.forwarder.forward_forever) on the real broker and a real Redis it can lose.
+"""The forwarder's loop (chats.pipeline.forwarder.forward_forever) on the real broker and a real Redis it can lose.
 
 The loop takes its consumer factory, channel layer, stop flag and backoff as arguments, so its rules are
 tried here on real clients without starting the command: a failed commit is survived, and a stop commits
@@ -14,12 +14,20 @@ import pytest
 from channels_redis.pubsub import RedisPubSubChannelLayer
 from django.conf import settings as django_settings
 
-from chats.consumers import chat_group
-from chats.embedded import free_port, start_redis
-from chats.forwarder import RecentEventIds, forward_forever
-from chats.kafka import create_consumer
-from chats.workers import Backoff, StopFlag
-from tests.forwarder.test_forwarder import as_record, committed, envelope, event_id_of, listen, produce, receive
+from chats.pipeline.forwarder import RecentEventIds, forward_forever
+from chats.pipeline.kafka_clients import create_consumer
+from chats.pipeline.wire import chat_group
+from chats.runtime.embedded import free_port, start_redis
+from chats.runtime.worker_loop import Backoff, StopFlag
+from tests.forwarder.test_forwarder import (
+    as_record,
+    committed,
+    envelope,
+    event_id_of,
+    listen,
+    produce,
+    receive,
+)
 from tests.helpers import wait_until
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]

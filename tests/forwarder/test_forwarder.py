@@ -9,11 +9,16 @@ import pytest
 from django.conf import settings as django_settings
 from kafka import KafkaAdminClient
 
-from chats.consumers import LOBBY_GROUP, chat_group
-from chats.embedded import free_port, start_redis
-from chats.forwarder import InvalidEnvelope, RecentEventIds, parse_envelope
-from chats.frames import group_message
-from chats.kafka import create_producer
+from chats.pipeline.forwarder import RecentEventIds
+from chats.pipeline.kafka_clients import create_producer
+from chats.pipeline.wire import (
+    LOBBY_GROUP,
+    InvalidEnvelope,
+    chat_group,
+    group_message,
+    parse_envelope,
+)
+from chats.runtime.embedded import free_port, start_redis
 from tests.helpers import wait_until
 
 

@@ -14,8 +14,8 @@ from django.db import connection
 from chats import models
 from chats.adapters import participant_of
 from chats.bootstrap import mediator
-from chats.embedded import free_port, start_kafka
-from chats.relay import prune_published
+from chats.pipeline.relay import prune_published
+from chats.runtime.embedded import free_port, start_kafka
 from messaging_domain.commands import CreateChatCommand, CreateMessageCommand
 from tests.helpers import envelopes_of, read_topic, wait_until
 

@@ -1,4 +1,4 @@
-"""The relay's loop (chats.relay.relay_forever) called directly, with real clients: its retry rule."""
+"""The relay's loop (chats.pipeline.relay.relay_forever) called directly, with real clients: its retry rule."""
 
 import threading
 from datetime import timedelta
@@ -6,10 +6,10 @@ from datetime import timedelta
 import pytest
 from kafka.errors import KafkaError
 
-from chats.embedded import free_port
-from chats.kafka import create_producer
-from chats.relay import BrokerUnavailable, relay_forever
-from chats.workers import Backoff, StopFlag
+from chats.pipeline.kafka_clients import create_producer
+from chats.pipeline.relay import BrokerUnavailable, relay_forever
+from chats.runtime.embedded import free_port
+from chats.runtime.worker_loop import Backoff, StopFlag
 from tests.helpers import envelopes_of, read_topic, wait_until
 from tests.relay.test_relay import pending_count, write_burst
 

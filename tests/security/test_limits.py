@@ -18,6 +18,7 @@ from messaging_domain.commands import CreateChatCommand
 from tests.api.support import assert_error
 from tests.conftest import PROJECT_ROOT
 
+
 @pytest.fixture
 def chat(ann):
     return mediator.handle_command(CreateChatCommand(title="Lunch", owner=participant_of(ann)))

@@ -10,7 +10,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from chatproject.asgi import application
-from chats.embedded import free_port
+from chats.runtime.embedded import free_port
 from tests.helpers import serving
 
 

@@ -13,8 +13,8 @@ import websockets
 from rest_framework.authtoken.models import Token
 from websockets.exceptions import ConnectionClosed
 
-from chats.embedded import free_port
-from chats.socket_slots import LEASE_PREFIX, ProcessLease, SocketSlots
+from chats.live.socket_slots import LEASE_PREFIX, ProcessLease, SocketSlots
+from chats.runtime.embedded import free_port
 from tests.helpers import serving
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]

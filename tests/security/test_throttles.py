@@ -15,7 +15,7 @@ from chats.adapters import participant_of
 from chats.api import throttling
 from chats.api.throttling import RegisterRateThrottle, WriteRateThrottle, client_ip
 from chats.bootstrap import mediator
-from chats.embedded import free_port, start_redis
+from chats.runtime.embedded import free_port, start_redis
 from messaging_domain.commands import CreateChatCommand
 from tests.api.support import assert_error
 
@@ -29,7 +29,7 @@ def redis_cache_settings(address: str) -> dict:
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": f"redis://{address}/0",
             "KEY_PREFIX": f"test-{uuid.uuid4().hex}",
-            "OPTIONS": {"pool_class": "chats.cache.SharedConnectionPool"},
+            "OPTIONS": {"pool_class": "chats.runtime.redis_pool.SharedConnectionPool"},
         }
     }
 

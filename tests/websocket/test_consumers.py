@@ -8,12 +8,11 @@ from channels.testing import WebsocketCommunicator
 from rest_framework.authtoken.models import Token
 
 from chatproject.asgi import application
-from chats import consumers
 from chats.adapters import participant_of
 from chats.bootstrap import mediator
-from chats.consumers import LOBBY_GROUP, chat_group
-from chats.frames import group_message
+from chats.live import consumers
 from chats.models import OutboxEvent
+from chats.pipeline.wire import LOBBY_GROUP, chat_group, group_message
 from messaging_domain.commands import (
     CreateChatCommand,
     CreateMessageCommand,

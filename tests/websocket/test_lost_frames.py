@@ -2,7 +2,7 @@
 
 Nothing is delivered through the channel layer here: every message and the deletion are committed
 through the mediator and their live frames "lost", so what the client receives comes from the position
-checks of chats.positions alone.
+checks of chats.live.positions alone.
 """
 
 import pytest
@@ -11,8 +11,12 @@ from rest_framework.authtoken.models import Token
 
 from chats.adapters import participant_of
 from chats.bootstrap import mediator
-from chats.socket_slots import SocketSlots
-from messaging_domain.commands import CreateChatCommand, CreateMessageCommand, DeleteChatCommand
+from chats.live.socket_slots import SocketSlots
+from messaging_domain.commands import (
+    CreateChatCommand,
+    CreateMessageCommand,
+    DeleteChatCommand,
+)
 from tests.websocket.test_consumers import assert_closed_with, connect
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]

@@ -10,11 +10,12 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 
-from chats.forwarder import RecentEventIds, forward_forever
-from chats.kafka import bootstrap_servers, create_consumer
-from chats.workers import Backoff, StopFlag, positive_int
+from chats.pipeline.forwarder import RecentEventIds, forward_forever
+from chats.pipeline.kafka_clients import bootstrap_servers, create_consumer
+from chats.runtime.arguments import positive_int
+from chats.runtime.worker_loop import Backoff, StopFlag
 
-logger = logging.getLogger("chats.forwarder")
+logger = logging.getLogger("chats.pipeline.forwarder")
 
 
 class Command(BaseCommand):

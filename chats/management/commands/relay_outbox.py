@@ -10,12 +10,13 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import InterfaceError, OperationalError, connection
 from kafka.errors import KafkaError
 
-from chats.kafka import bootstrap_servers, create_producer
-from chats.outbox_wakeup import CHANNEL, OutboxWakeup
-from chats.relay import BrokerUnavailable, relay_forever, retry_parked
-from chats.workers import Backoff, StopFlag, parse_duration, positive_float, positive_int
+from chats.pipeline.kafka_clients import bootstrap_servers, create_producer
+from chats.pipeline.outbox_wakeup import CHANNEL, OutboxWakeup
+from chats.pipeline.relay import BrokerUnavailable, relay_forever, retry_parked
+from chats.runtime.arguments import parse_duration, positive_float, positive_int
+from chats.runtime.worker_loop import Backoff, StopFlag
 
-logger = logging.getLogger("chats.relay")
+logger = logging.getLogger("chats.pipeline.relay")
 
 
 class Command(BaseCommand):

@@ -16,8 +16,9 @@ from django.core.management.base import BaseCommand, CommandError
 from honcho.manager import Manager
 from honcho.printer import Printer
 
-from chats.embedded import environment_with_embedded_services, port_open
-from chats.workers import default_web_processes, positive_int
+from chats.runtime.arguments import positive_int
+from chats.runtime.embedded import environment_with_embedded_services, port_open
+from chats.runtime.processes import default_web_processes
 
 
 class Command(BaseCommand):

@@ -1,4 +1,4 @@
-"""`manage.py serve`: the web process, daphne with the service's protocol classes (`chats.webserver`), on a
+"""`manage.py serve`: the web process, daphne with the service's protocol classes (`chats.runtime.webserver`), on a
 port it shares.
 
 One daphne process uses one core: its event loop does every websocket frame and every request. This
@@ -16,7 +16,7 @@ import sys
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from chats.workers import positive_int
+from chats.runtime.arguments import positive_int
 
 LISTEN_BACKLOG = 1024  # connections the kernel queues per process while daphne is busy
 # autobahn's limit on a websocket message, each way. A frame the server sends is under ~30 KB (a
@@ -27,7 +27,7 @@ MAX_WEBSOCKET_MESSAGE_BYTES = 1024 * 1024
 
 
 def daphne_argv(fd: int) -> list[str]:
-    """daphne (as `chats.webserver` runs it) on an open listening socket; the application is ASGI_APPLICATION,
+    """daphne (as `chats.runtime.webserver` runs it) on an open listening socket; the application is ASGI_APPLICATION,
     in daphne's `module:attribute` form.
 
     autobahn's websocket limits apply to the frames the server sends as well, so they are only a memory
@@ -36,7 +36,7 @@ def daphne_argv(fd: int) -> list[str]:
     ceiling = str(MAX_WEBSOCKET_MESSAGE_BYTES)
     module, attribute = settings.ASGI_APPLICATION.rsplit(".", 1)
     return [
-        sys.executable, "-m", "chats.webserver", "--fd", str(fd),
+        sys.executable, "-m", "chats.runtime.webserver", "--fd", str(fd),
         "--websocket-max-message-size", ceiling, "--websocket-max-frame-size", ceiling,
         f"{module}:{attribute}",
     ]

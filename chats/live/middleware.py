@@ -34,7 +34,7 @@ class TokenAuthMiddleware(BaseMiddleware):
         keys = parse_qs(scope.get("query_string", b"").decode()).get("token")
         if keys:
             user = await user_for_token(keys[0])
-            # Remembered so the socket closes when this token is revoked (chats.signals).
+            # Remembered so the socket closes when this token is revoked (chats.live.credentials).
             scope = dict(scope, user=user, auth_token=keys[0]) if user.is_authenticated else dict(scope, user=user)
         return await super().__call__(scope, receive, send)
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import time
 import uuid
 from typing import Any
 from urllib.parse import parse_qs
@@ -22,16 +21,16 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from redis.exceptions import RedisError
 
-from chats.frames import message_frame, render
 from chats.json_input import parse_json
-from chats.positions import ChatPositions
+from chats.live.credentials import credential_group
+from chats.live.frame_budget import FrameBudget
+from chats.live.positions import ChatPositions
+from chats.live.socket_slots import SocketSlots
+from chats.pipeline.wire import LOBBY_GROUP, chat_group, message_frame, render
 from chats.queries import chat_last_seq, messages_after
-from chats.signals import credential_group
-from chats.socket_slots import SocketSlots
 
-logger = logging.getLogger("chats.consumers")
+logger = logging.getLogger("chats.live.consumers")
 
-LOBBY_GROUP = "chats"
 
 CLOSE_TOO_BIG = 1009  # the standard code for a frame over the size limit
 CLOSE_BAD_REQUEST = 4400
@@ -49,26 +48,6 @@ MAX_LAG = 1000
 # ASCII digits only: str.isdigit() accepts "²", which int() then refuses.
 AFTER_SEQ = re.compile(r"[0-9]{1,11}")
 
-
-def chat_group(chat_id: uuid.UUID | str) -> str:
-    return f"chat.{chat_id}"
-
-
-class FrameBudget:
-    """A token bucket for a client's inbound frames: `rate` per second, bursts up to `burst`."""
-
-    def __init__(self, rate: float, burst: int) -> None:
-        self.rate, self.burst = rate, burst
-        self.tokens, self.updated = float(burst), time.monotonic()
-
-    def spend(self) -> bool:
-        now = time.monotonic()
-        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
-        self.updated = now
-        if self.tokens < 1:
-            return False
-        self.tokens -= 1
-        return True
 
 
 class EventStreamConsumer(AsyncJsonWebsocketConsumer):
@@ -115,7 +94,7 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
     async def __call__(self, scope, receive, send) -> None:
         # daphne cancels consumers at shutdown without calling disconnect(), and a consumer that raises
         # never reaches it: what a socket holds is given back however it ends. (A process that dies gives
-        # nothing back; its socket lease expires instead, see chats.socket_slots.)
+        # nothing back; its socket lease expires instead, see chats.live.socket_slots.)
         try:
             await super().__call__(scope, receive, send)
         finally:
@@ -168,11 +147,11 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
 
     @classmethod
     async def encode_json(cls, content: dict[str, Any]) -> str:
-        return render(content)  # one rendering for every frame the server sends (chats.frames)
+        return render(content)  # one rendering for every frame the server sends (chats.pipeline.wire)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         # The limit on what a client sends is kept here, not in daphne: autobahn's limits apply to the
-        # frames the server sends too, so the web server's are only a memory ceiling (chats.webserver).
+        # frames the server sends too, so the web server's are only a memory ceiling (chats.runtime.webserver).
         size = len(text_data.encode()) if text_data is not None else len(bytes_data or b"")
         if size > settings.CHAT_WS_MAX_FRAME_BYTES:
             await self.close(code=CLOSE_TOO_BIG)
@@ -219,7 +198,7 @@ class LobbyConsumer(EventStreamConsumer):
 class ChatStreamConsumer(EventStreamConsumer):
     """`ws/chats/{id}/?after_seq=N`: one chat's messages, replayed after N, then live.
 
-    Live frames, gap fills and the position checks of chats.positions all move `sent_seq`; they take turns
+    Live frames, gap fills and the position checks of chats.live.positions all move `sent_seq`; they take turns
     on `self.turn`, so each seq is sent once and in order whichever of them sends it.
     """
 
@@ -294,7 +273,7 @@ class ChatStreamConsumer(EventStreamConsumer):
         self.sent_seq = seq
 
     async def catch_up(self, last_seq: int | None) -> None:
-        """From chats.positions: the chat reached `last_seq` an interval ago, or is gone (None)."""
+        """From chats.live.positions: the chat reached `last_seq` an interval ago, or is gone (None)."""
         async with self.turn:
             if not self.streaming:
                 return

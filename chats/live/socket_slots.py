@@ -21,7 +21,7 @@ import redis
 from django.conf import settings
 from redis import asyncio as aioredis
 
-logger = logging.getLogger("chats.sockets")
+logger = logging.getLogger(__name__)
 
 COUNT_EXPIRES = 24 * 3600  # a user's hash outlives no process by long; an idle user's goes away
 LEASE_PREFIX = "chat:ws-process:"

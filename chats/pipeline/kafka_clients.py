@@ -7,11 +7,16 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from kafka import ConsumerRebalanceListener, KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka import (
+    ConsumerRebalanceListener,
+    KafkaAdminClient,
+    KafkaConsumer,
+    KafkaProducer,
+)
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
-logger = logging.getLogger("chats.kafka")
+logger = logging.getLogger("chats.pipeline.kafka_clients")
 
 # Fail fast when the broker is away, so a worker logs it and backs off instead of hanging for 30-60 s.
 FAIL_FAST = {"bootstrap_timeout_ms": 5000, "request_timeout_ms": 10000}

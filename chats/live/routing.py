@@ -1,6 +1,6 @@
 from django.urls import path
 
-from chats.consumers import ChatStreamConsumer, LobbyConsumer
+from chats.live.consumers import ChatStreamConsumer, LobbyConsumer
 
 websocket_urlpatterns = [
     path("ws/chats/", LobbyConsumer.as_asgi()),

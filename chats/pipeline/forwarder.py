@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections import Counter, OrderedDict
 from collections.abc import Callable
 from typing import Any
@@ -25,46 +24,16 @@ from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 from redis.exceptions import RedisError
 
-from chats.consumers import LOBBY_GROUP, chat_group
-from chats.frames import group_message
-from chats.json_input import parse_json
-from chats.workers import Backoff, StopFlag
+from chats.pipeline.wire import (
+    LOBBY_GROUP,
+    InvalidEnvelope,
+    chat_group,
+    group_message,
+    parse_envelope,
+)
+from chats.runtime.worker_loop import Backoff, StopFlag
 
-logger = logging.getLogger("chats.forwarder")
-
-EVENT_TYPES = {"chat.created", "message.created", "chat.deleted"}
-
-
-class InvalidEnvelope(ValueError):
-    """The record is not an event this service wrote; it is logged with its position and skipped."""
-
-
-def parse_envelope(value: bytes | None) -> dict[str, Any]:
-    try:
-        envelope = parse_json(value or b"")
-    except ValueError as error:
-        raise InvalidEnvelope(f"not UTF-8 JSON ({error})") from None
-    if not isinstance(envelope, dict):
-        raise InvalidEnvelope("not a JSON object")
-    missing = {"event_id", "event_type", "occurred_at", "chat_id", "payload"} - envelope.keys()
-    if missing:
-        raise InvalidEnvelope(f"missing {', '.join(sorted(missing))}")
-    if envelope["event_type"] not in EVENT_TYPES:
-        raise InvalidEnvelope(f"unknown event_type {envelope['event_type']!r}")
-    for key in ("event_id", "chat_id"):
-        try:
-            uuid.UUID(str(envelope[key]))
-        except ValueError:
-            raise InvalidEnvelope(f"{key} is not a UUID") from None
-    payload = envelope["payload"]
-    if not isinstance(payload, dict):
-        raise InvalidEnvelope("payload is not an object")
-    if envelope["event_type"] == "message.created" and not (
-        isinstance(payload.get("seq"), int) and payload["seq"] > 0 and payload.get("chat_id") == envelope["chat_id"]
-    ):
-        raise InvalidEnvelope("message.created needs a positive integer seq and the envelope's chat_id")
-    return envelope
-
+logger = logging.getLogger("chats.pipeline.forwarder")
 
 class RecentEventIds:
     """The last `capacity` event ids, oldest forgotten first: dedup with bounded memory."""

@@ -37,11 +37,11 @@ from kafka.errors import (
     RecordListTooLargeError,
 )
 
-from chats.kafka import ensure_topic
 from chats.models import OutboxEvent
-from chats.workers import Backoff, StopFlag
+from chats.pipeline.kafka_clients import ensure_topic
+from chats.runtime.worker_loop import Backoff, StopFlag
 
-logger = logging.getLogger("chats.relay")
+logger = logging.getLogger("chats.pipeline.relay")
 
 # Kafka refuses these for what the record is, so sending it again cannot help: the row is parked.
 # Any other error (broker away, timeouts, authorization) is about the cluster, so the batch is retried.

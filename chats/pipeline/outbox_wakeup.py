@@ -16,9 +16,9 @@ import time
 import redis
 from django.conf import settings
 
-from chats.cache import SharedConnectionPool
+from chats.runtime.redis_pool import SharedConnectionPool
 
-logger = logging.getLogger("chats.relay")
+logger = logging.getLogger("chats.pipeline.relay")
 
 CHANNEL = "chat_outbox"
 SIGNAL_TIMEOUT = 0.25  # seconds one PUBLISH may take; the relay's poll covers a failure

@@ -3,7 +3,7 @@ channel layer lost is filled from the database even when no later frame arrives 
 
 The pub/sub channel layer is at most once: a message published while Redis restarts, or while a web
 process resubscribes, is gone, and channels-redis 4.3 reports no reconnect (its `on_reconnect` is never
-called). A gap is also found by the next live frame (chats.consumers), but the last message of a quiet
+called). A gap is also found by the next live frame (chats.live.consumers), but the last message of a quiet
 chat has no next frame. So each web process, once per interval, reads the last seq of every chat it has
 subscribers for (one query for all of them) and tells a subscriber to catch up when it is still behind
 a position read one interval earlier: a frame in flight gets a whole interval to arrive live first. A lost
@@ -25,7 +25,7 @@ from django.db import DatabaseError
 
 from chats.queries import chat_positions
 
-logger = logging.getLogger("chats.positions")
+logger = logging.getLogger("chats.live.positions")
 
 GONE = -1  # the chat was missing at a check
 

@@ -1,5 +1,5 @@
 """The web server: daphne, with our own request and websocket protocol classes. `manage.py serve` runs it as
-`python -m chats.webserver <daphne's arguments>`.
+`python -m chats.runtime.webserver <daphne's arguments>`.
 
 daphne decides what crosses the wire before the application sees anything; three of its choices are wrong
 for this service, and each is changed by a subclass here:
@@ -37,7 +37,7 @@ from daphne import cli, http_protocol, ws_protocol
 from django.conf import settings
 from twisted.internet import reactor
 
-logger = logging.getLogger("chats.webserver")
+logger = logging.getLogger("chats.runtime.webserver")
 
 # Close codes an endpoint may put in a close frame (RFC 6455 section 7.4, the IANA registry); 1004-1006
 # and 1015 are never sent. daphne's `sendClose` takes 1000 and 3000-4999 only.

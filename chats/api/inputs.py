@@ -1,0 +1,41 @@
+"""What the API's views share for reading input: a strict string field, and a chat id from the URL."""
+
+from __future__ import annotations
+
+import uuid
+
+from rest_framework import serializers
+
+from chats import models
+from messaging_domain.exceptions import ChatNotFound
+
+
+class StrictCharField(serializers.CharField):
+    """A string and nothing else: DRF's CharField would turn 42 or true into "42" / "True".
+
+    Emptiness and length are the domain's rules (Title, Text), so this field does not check them.
+    """
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("trim_whitespace", False)
+        kwargs.setdefault("allow_blank", True)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+def parse_chat_id(raw: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise ChatNotFound(f"No chat has the id {raw!r}.") from None
+
+
+def chat_row_or_404(chat_id: uuid.UUID) -> models.Chat:
+    row = models.Chat.objects.select_related("owner").filter(pk=chat_id).first()
+    if row is None:
+        raise ChatNotFound(f"No chat has the id {chat_id}.")
+    return row

@@ -1,0 +1,125 @@
+"""The wire format, in one home: the event envelope the outbox and Kafka carry (built and checked), the
+group names events are routed to, and the frames websocket clients receive (DESIGN.md).
+
+A live event is rendered to text once, by the forwarder, and put in the group message; every socket of
+the group sends that same text. With 1,000 subscribers that is one json.dumps instead of a thousand, and
+the channel layer carries a flat message instead of the nested envelope (`make bench`, fan-out).
+
+Every frame the server sends is text made by `render` (the consumers' `encode_json` uses it too).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from rest_framework.fields import DateTimeField
+
+from chats.json_input import parse_json
+from chats.serializers import represent_chat, represent_message
+from messaging_domain.events import (
+    ChatDeletedEvent,
+    Event,
+    NewChatCreatedEvent,
+    NewMessageReceivedEvent,
+)
+
+LOBBY_GROUP = "chats"
+
+
+def chat_group(chat_id: uuid.UUID | str) -> str:
+    return f"chat.{chat_id}"
+
+
+# --- the envelope ----------------------------------------------------------------------------------------
+
+_iso = DateTimeField().to_representation
+
+_PAYLOADS = {
+    NewChatCreatedEvent: lambda event: represent_chat(event.chat),
+    NewMessageReceivedEvent: lambda event: represent_message(event.message),
+    ChatDeletedEvent: lambda event: represent_chat(event.chat),
+}
+
+
+def envelope(event: Event) -> dict[str, Any]:
+    """The event as it travels on Kafka (DESIGN.md, "Kafka event envelope")."""
+    return {
+        "event_id": str(event.event_id),
+        "event_type": event.event_type,
+        "occurred_at": _iso(event.occurred_at),
+        "chat_id": str(event.chat_id),
+        "payload": dict(_PAYLOADS[type(event)](event)),
+    }
+
+
+EVENT_TYPES = {"chat.created", "message.created", "chat.deleted"}
+
+
+class InvalidEnvelope(ValueError):
+    """The record is not an event this service wrote; it is logged with its position and skipped."""
+
+
+def parse_envelope(value: bytes | None) -> dict[str, Any]:
+    try:
+        parsed = parse_json(value or b"")
+    except ValueError as error:
+        raise InvalidEnvelope(f"not UTF-8 JSON ({error})") from None
+    if not isinstance(parsed, dict):
+        raise InvalidEnvelope("not a JSON object")
+    missing = {"event_id", "event_type", "occurred_at", "chat_id", "payload"} - parsed.keys()
+    if missing:
+        raise InvalidEnvelope(f"missing {', '.join(sorted(missing))}")
+    if parsed["event_type"] not in EVENT_TYPES:
+        raise InvalidEnvelope(f"unknown event_type {parsed['event_type']!r}")
+    for key in ("event_id", "chat_id"):
+        try:
+            uuid.UUID(str(parsed[key]))
+        except ValueError:
+            raise InvalidEnvelope(f"{key} is not a UUID") from None
+    payload = parsed["payload"]
+    if not isinstance(payload, dict):
+        raise InvalidEnvelope("payload is not an object")
+    if parsed["event_type"] == "message.created" and not (
+        isinstance(payload.get("seq"), int) and payload["seq"] > 0 and payload.get("chat_id") == parsed["chat_id"]
+    ):
+        raise InvalidEnvelope("message.created needs a positive integer seq and the envelope's chat_id")
+    return parsed
+
+
+# --- frames --------------------------------------------------------------------------------------------
+
+
+def render(frame: dict[str, Any]) -> str:
+    """A frame's text, with non-ASCII characters as themselves (UTF-8 on the wire).
+
+    json.dumps' default escapes them: a Cyrillic letter becomes 6 bytes instead of 2, an emoji 12 instead
+    of 4, so a 4096-character message made a ~50 KB frame. Text reaching here went through DRF's CharField,
+    which refuses lone surrogates, so the result always encodes as UTF-8.
+    """
+    return json.dumps(frame, ensure_ascii=False)
+
+
+def message_frame(message: dict[str, Any], event_id: str | None) -> dict[str, Any]:
+    """`message.created`, live (with its event_id) or replayed from the database (event_id null)."""
+    return {"type": "message.created", "event_id": event_id, "chat_id": message["chat_id"], "message": message}
+
+
+def event_frame(envelope: dict[str, Any]) -> dict[str, Any]:
+    if envelope["event_type"] == "message.created":
+        return message_frame(envelope["payload"], envelope["event_id"])
+    frame = {"type": envelope["event_type"], "event_id": envelope["event_id"], "chat_id": envelope["chat_id"]}
+    if envelope["event_type"] == "chat.created":
+        frame["chat"] = envelope["payload"]
+    return frame
+
+
+def group_message(envelope: dict[str, Any]) -> dict[str, Any]:
+    """What the forwarder sends to a group: the frame's text, and what a consumer decides on (type, seq)."""
+    return {
+        "type": "chat.event",
+        "event_type": envelope["event_type"],
+        "seq": envelope["payload"]["seq"] if envelope["event_type"] == "message.created" else None,
+        "frame": render(event_frame(envelope)),
+    }

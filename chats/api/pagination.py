@@ -30,11 +30,25 @@ def page_schema(schema: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+class PageLimitParams(serializers.Serializer):
+    limit = serializers.IntegerField(min_value=1, max_value=MAX_PAGE_SIZE, default=DEFAULT_PAGE_SIZE)
+
+
+def page_limit(params: serializers.Serializer) -> int:
+    """The validated `?limit=`: a limit outside 1-200 is 400 `invalid_limit`, never quietly the default."""
+    params.is_valid(raise_exception=True)
+    return params.validated_data["limit"]
+
+
 class ChatPagination(CursorPagination):
     ordering = ("-created_at", "-id")
     page_size = DEFAULT_PAGE_SIZE
     page_size_query_param = "limit"
     max_page_size = MAX_PAGE_SIZE
+
+    def get_page_size(self, request) -> int:
+        # DRF's own reading falls back to the default for a bad or zero limit, and clips one over the maximum.
+        return page_limit(PageLimitParams(data=request.query_params))
 
     def decode_cursor(self, request):
         # DRF checks a cursor's encoding, not its position: a forged position would reach the query.
@@ -50,10 +64,9 @@ class ChatPagination(CursorPagination):
         return page_schema(schema)
 
 
-class MessagePageParams(serializers.Serializer):
+class MessagePageParams(PageLimitParams):
     after_seq = serializers.IntegerField(min_value=0, required=False)
     before_seq = serializers.IntegerField(min_value=1, required=False)
-    limit = serializers.IntegerField(min_value=1, max_value=MAX_PAGE_SIZE, default=DEFAULT_PAGE_SIZE)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if "after_seq" in attrs and "before_seq" in attrs:
@@ -66,8 +79,7 @@ class MessageSeqPagination(BasePagination):
 
     def paginate_queryset(self, queryset, request, view=None):
         params = MessagePageParams(data=request.query_params)
-        params.is_valid(raise_exception=True)
-        limit = params.validated_data["limit"]
+        limit = page_limit(params)
         before_seq = params.validated_data.get("before_seq")
         if before_seq is not None:
             self.cursor_param = "before_seq"

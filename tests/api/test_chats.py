@@ -109,6 +109,19 @@ def test_following_next_visits_every_chat_exactly_once_newest_first(client, coun
     assert seen == list(reversed(created))
 
 
+@pytest.mark.parametrize("limit", ["0", "201", "-1", "abc", "1.5"])
+def test_a_limit_outside_1_to_200_on_the_chat_list_is_invalid_limit(client, limit):
+    create_chat(client, "Lunch plans")
+
+    assert_error(client.get("/api/chats/", {"limit": limit}), 400, "invalid_limit")
+
+
+def test_a_limit_of_200_on_the_chat_list_is_one_page(client):
+    create_chat(client, "Lunch plans")
+
+    assert client.get("/api/chats/", {"limit": "200"}).json()["next"] is None
+
+
 def test_a_chat_created_while_paging_does_not_repeat_or_skip_older_chats(client):
     created = [create_chat(client, f"chat {n}")["id"] for n in range(5)]
     first = client.get("/api/chats/?limit=2").json()

@@ -86,9 +86,19 @@ class ChatAdmin(admin.ModelAdmin):
         chat = mediator.handle_command(
             CreateChatCommand(title=form.cleaned_data["title"], owner=participant_of(request.user))
         )
-        # The admin goes on to log and link the object it believes it saved: point it at the real row.
+        # The admin goes on to log, name and link the object it believes it saved: make it the real row.
+        # (The form never filled it in: _post_clean is skipped, so its title is still empty.)
         obj.pk = chat.id
+        obj.title = chat.title.value
         obj._state.adding = False
+
+    def response_delete(self, request, obj_display, obj_id):
+        response = super().response_delete(request, obj_display, obj_id)
+        # Django returns to the chat list only those who may change chats, and nobody may here (titles are
+        # fixed): staff who may view the list go back to it, as after adding, instead of to /admin/.
+        if response.status_code == 302 and self.has_view_permission(request):
+            return self._response_post_save(request, None)
+        return response
 
     def delete_model(self, request, obj) -> None:
         mediator.handle_command(DeleteChatCommand(chat_id=obj.pk, requested_by=participant_of(request.user)))

@@ -168,6 +168,15 @@ def test_the_admin_log_points_at_the_chat_the_mediator_created(admin_client):
     assert entry.get_edited_object() == chat
 
 
+def test_adding_a_chat_in_the_admin_names_it_in_the_confirmation_and_the_log(admin_client):
+    response = admin_client.post(ADD, {"title": "  Town hall  "}, follow=True)
+
+    assert [str(message) for message in response.context["messages"]] == [
+        "The chat “Town hall” was added successfully."
+    ]
+    assert LogEntry.objects.get(action_flag=ADDITION).object_repr == "Town hall"
+
+
 def test_a_chat_added_in_the_admin_is_visible_in_the_api(admin_client, client):
     admin_client.post(ADD, {"title": "Town hall"})
 
@@ -218,6 +227,17 @@ def test_deleting_a_chat_in_the_admin_writes_a_chat_deleted_event(admin_client, 
     assert event["chat_id"] == chat["id"]
     assert event["payload"] == {**chat, "last_seq": 2}
     assert LogEntry.objects.filter(action_flag=DELETION, object_id=chat["id"]).count() == 1
+
+
+def test_deleting_a_chat_in_the_admin_returns_to_the_chat_list(admin_client, chats):
+    response = admin_client.post(delete_url(chats["Dinner"]["id"]), {"post": "yes"})
+
+    assert response.status_code == 302
+    assert response.url == CHANGELIST
+    followed = admin_client.get(response.url)
+    assert [str(message) for message in followed.context["messages"]] == [
+        "The chat “Dinner” was deleted successfully."
+    ]
 
 
 def test_the_bulk_delete_action_writes_one_chat_deleted_event_per_chat(admin_client, chats):

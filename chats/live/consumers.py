@@ -71,6 +71,12 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
         self.joined: list[str] = []
         self.budget = FrameBudget(settings.CHAT_WS_FRAMES_PER_SECOND, settings.CHAT_WS_FRAME_BURST)
         user = self.scope.get("user")
+        if self.scope.get("token_refused"):
+            await self.reject(
+                CLOSE_UNAUTHENTICATED, "invalid_token",
+                "This token is invalid or revoked: get a new one from /api/auth/token/.",
+            )
+            return False
         if not (user and user.is_authenticated):
             await self.reject(CLOSE_UNAUTHENTICATED, "not_authenticated", "Log in, or connect with ?token=<key>.")
             return False

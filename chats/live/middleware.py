@@ -27,15 +27,19 @@ class TokenAuthMiddleware(BaseMiddleware):
 
     Runs inside Channels' AuthMiddlewareStack. A token in the URL is the credential the client chose, so it
     wins over a session cookie the browser sends anyway (a page logged in by token, on a site where the
-    admin is also open); an invalid one leaves the user anonymous, and the consumer closes with 4401.
+    admin is also open); an unknown or revoked one leaves the user anonymous and sets `token_refused`, so the
+    consumer closes with 4401 `invalid_token` rather than asking for credentials the client did send.
     """
 
     async def __call__(self, scope, receive, send):
         keys = parse_qs(scope.get("query_string", b"").decode()).get("token")
         if keys:
             user = await user_for_token(keys[0])
-            # Remembered so the socket closes when this token is revoked (chats.live.credentials).
-            scope = dict(scope, user=user, auth_token=keys[0]) if user.is_authenticated else dict(scope, user=user)
+            if user.is_authenticated:
+                # Remembered so the socket closes when this token is revoked (chats.live.credentials).
+                scope = dict(scope, user=user, auth_token=keys[0])
+            else:
+                scope = dict(scope, user=user, token_refused=True)
         return await super().__call__(scope, receive, send)
 
 

@@ -214,7 +214,7 @@ async def test_a_bad_token_in_the_url_is_refused_even_with_a_session_cookie(ann,
     await sync_to_async(client.force_login)(ann)
     cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
     communicator = await open_socket("/ws/chats/?token=revoked-long-ago", headers=[(b"cookie", cookie)])
-    await assert_closed_with(communicator, 4401, "not_authenticated")
+    await assert_closed_with(communicator, 4401, "invalid_token")
 
 
 @pytest.mark.django_db

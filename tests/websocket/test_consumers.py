@@ -81,10 +81,26 @@ async def assert_closed_with(communicator, code: int, error: str | None = None) 
 # --- who may connect -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", ["/ws/chats/", "/ws/chats/{chat}/", "/ws/chats/{chat}/?token=not-a-token"])
-async def test_a_client_without_a_valid_user_is_closed_with_4401(path, chat, channel_layer):
+@pytest.mark.parametrize("path", ["/ws/chats/", "/ws/chats/{chat}/"])
+async def test_a_client_without_credentials_is_closed_with_4401_not_authenticated(path, chat, channel_layer):
     communicator = await connect(path.format(chat=chat.id))
     await assert_closed_with(communicator, 4401, "not_authenticated")
+
+
+@pytest.mark.parametrize("path", ["/ws/chats/?token=not-a-token", "/ws/chats/{chat}/?token=not-a-token"])
+async def test_a_client_with_an_unknown_token_is_closed_with_4401_invalid_token(path, chat, channel_layer):
+    communicator = await connect(path.format(chat=chat.id))
+    frame = await communicator.receive_json_from(timeout=5)
+    assert (frame["type"], frame["code"]) == ("error", "invalid_token")
+    assert "invalid or revoked" in frame["message"]
+    assert await communicator.receive_output(timeout=5) == {"type": "websocket.close", "code": 4401}
+
+
+async def test_a_token_of_a_deactivated_user_is_closed_with_4401_invalid_token(ann, token, chat, channel_layer):
+    ann.is_active = False
+    await sync_to_async(ann.save)()
+    communicator = await connect(f"/ws/chats/{chat.id}/?token={token}")
+    await assert_closed_with(communicator, 4401, "invalid_token")
 
 
 async def test_a_session_cookie_authenticates_a_socket(ann, chat, channel_layer, client):

@@ -14,6 +14,8 @@ for this service, and each is changed by a subclass here:
   answers 413 as soon as a body is known to be over DATA_UPLOAD_MAX_MEMORY_SIZE: at the headers for a
   Content-Length, while it streams in for a chunked body. The service takes no file uploads, so the limit
   holds for every body, before authentication.
+- **Reason phrases.** twisted writes `Unknown Status` for a code missing from its table (429, 422, 451 ...),
+  so a throttled client read `429 Unknown Status`. `WebRequest` gives such a code its standard phrase.
 - **Chunked bodies.** Django reads a body up to its content-length header, and reads nothing without one,
   so a chunked body reached the views empty. daphne has the whole body when it calls the application, so
   the request is handed on with the length it turned out to have.
@@ -32,10 +34,12 @@ from daphne import server  # isort:skip
 import io
 import json
 import logging
+from http import HTTPStatus
 
 from daphne import cli, http_protocol, ws_protocol
 from django.conf import settings
 from twisted.internet import reactor
+from twisted.web.http import RESPONSES
 
 logger = logging.getLogger("chats.runtime.webserver")
 
@@ -71,6 +75,14 @@ class WebRequest(http_protocol.WebRequest):
     refused = False
     received = 0
     linger = None
+
+    def setResponseCode(self, code: int, message: bytes | None = None) -> None:
+        if message is None and code not in RESPONSES:
+            try:
+                message = HTTPStatus(code).phrase.encode("ascii")
+            except ValueError:
+                pass  # no standard phrase either: twisted's "Unknown Status"
+        super().setResponseCode(code, message)
 
     def gotLength(self, length: int | None) -> None:
         """Called by twisted once the headers are in: `length` is Content-Length, or None if chunked."""

@@ -1,7 +1,7 @@
 """`manage.py runstack` (what `make run` runs): every process of the service under one supervisor.
 
 Kafka and Redis are the embedded ones unless KAFKA_BOOTSTRAP_SERVERS / REDIS_URL are set. Ctrl-C (or
-SIGTERM) stops the workers, the web server and the embedded servers; nothing is left behind.
+SIGTERM) stops the workers, the web server and the embedded servers, and exits 0; nothing is left behind.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import time
 
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
-from honcho.manager import Manager
+from honcho.manager import SIGNALS, Manager
 from honcho.printer import Printer
 
 from chats.runtime.arguments import positive_int
@@ -67,4 +67,8 @@ class Command(BaseCommand):
         finally:
             for server in embedded:
                 server.stop()
-        sys.exit(manager.returncode)
+        # honcho answers a stop by Ctrl-C or SIGTERM with 130 / 143, as a shell would for a killed job; here it
+        # is the normal end, once every process has stopped, and `make run` must not report it as an error.
+        # A process that stopped on its own first still ends runstack with that process's code.
+        stopped_by_signal = manager.returncode in {stop["rc"] for stop in SIGNALS.values()}
+        sys.exit(0 if stopped_by_signal else manager.returncode)

@@ -17,9 +17,21 @@ install: $(VENV)/.installed
 migrate: install
 	$(PY) manage.py migrate --noinput
 
+# Ctrl-C (or SIGTERM) stops every process of the stack; runstack then exits 0.
 run: migrate
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 	$(PY) manage.py runstack --port $(PORT)
+
+# A staff superuser without prompts (scripts, containers): Django's `createsuperuser --noinput`, which reads
+# DJANGO_SUPERUSER_USERNAME, DJANGO_SUPERUSER_PASSWORD and DJANGO_SUPERUSER_EMAIL (optional here), e.g.
+#   DJANGO_SUPERUSER_USERNAME=admin DJANGO_SUPERUSER_PASSWORD='a long passphrase' make superuser
+# Without a password Django would create a superuser who cannot log in: refused instead.
+.PHONY: superuser
+superuser: migrate
+	@test -n "$$DJANGO_SUPERUSER_USERNAME" -a -n "$$DJANGO_SUPERUSER_PASSWORD" || \
+	  { echo "make superuser: set DJANGO_SUPERUSER_USERNAME and DJANGO_SUPERUSER_PASSWORD" \
+	    "(and DJANGO_SUPERUSER_EMAIL if you want one)" >&2; exit 2; }
+	DJANGO_SUPERUSER_EMAIL="$${DJANGO_SUPERUSER_EMAIL-}" $(PY) manage.py createsuperuser --noinput
 
 test: install browser
 	$(PY) -m pytest $(PYTEST_ARGS)

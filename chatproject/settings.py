@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI and Redoc served from our static files: /api/docs/ works offline
     "channels",
     "chats",
 ]
@@ -165,6 +166,10 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "Chat service API",
     "DESCRIPTION": "Chats and messages; every change is also an event on Kafka and on websockets.",
     "VERSION": "1.0.0",
+    # Pinned copies from drf-spectacular-sidecar, not the latest build from a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 LOGGING = {

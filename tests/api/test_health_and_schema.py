@@ -1,8 +1,12 @@
 """The health probe and the OpenAPI document."""
 
 import json
+import re
+from urllib.parse import urlsplit
 
 import pytest
+from django.conf import settings
+from django.contrib.staticfiles import finders
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -177,3 +181,15 @@ def test_the_swagger_ui_page_is_served():
 
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/html")
+
+
+def test_the_swagger_ui_page_loads_only_local_files_that_exist():
+    """No CDN: the page works offline, from drf-spectacular-sidecar's copy of Swagger UI."""
+    page = APIClient().get("/api/docs/").content.decode()
+    references = re.findall(r'(?:src|href)\s*=\s*["\']([^"\']+)["\']', page)
+
+    assert re.findall(r'["\'`](?:https?:)?//[^"\'`]*', page) == []  # in attributes and in the inline script
+    static = [urlsplit(url).path for url in references if urlsplit(url).path.startswith(settings.STATIC_URL)]
+    assert static, references
+    missing = [path for path in static if finders.find(path.removeprefix(settings.STATIC_URL)) is None]
+    assert missing == [], missing

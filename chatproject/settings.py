@@ -5,6 +5,7 @@ import tempfile
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -56,6 +57,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "chats.api.request_id.RequestIdMiddleware",  # first: every later middleware's log lines carry the id
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -162,6 +164,10 @@ CHAT_LOGIN_ACCOUNT_FAILURES = int(os.environ.get("CHAT_LOGIN_ACCOUNT_FAILURES", 
 CHAT_LOGIN_IP_FAILURES = int(os.environ.get("CHAT_LOGIN_IP_FAILURES", "50"))
 CHAT_LOGIN_FAILURE_WINDOW_SECONDS = int(os.environ.get("CHAT_LOGIN_FAILURE_WINDOW_SECONDS", str(15 * 60)))
 
+# Who may read GET /metrics besides loopback (IPs or CIDRs, comma-separated); everyone else gets a 404. The
+# socket's peer address decides, never X-Forwarded-For.
+METRICS_ALLOWED_IPS = env_list("METRICS_ALLOWED_IPS", "")
+
 SPECTACULAR_SETTINGS = {
     "TITLE": "Chat service API",
     "DESCRIPTION": "Chats and messages; every change is also an event on Kafka and on websockets.",
@@ -172,11 +178,25 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
 }
 
+# LOG_FORMAT=json: one JSON object per line (python-json-logger), with request_id, event_id and chat_id
+# where they apply (chats.runtime.logs); plain text otherwise.
+LOG_FORMAT = os.environ.get("LOG_FORMAT", "plain").strip().lower()
+if LOG_FORMAT not in {"plain", "json"}:
+    raise ImproperlyConfigured(f"LOG_FORMAT={LOG_FORMAT!r}: use plain or json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(levelname)s %(name)s %(process)d %(message)s",
+            "rename_fields": {"levelname": "level", "name": "logger", "process": "pid"},
+            "timestamp": "time",  # ISO 8601, UTC
+        },
+    },
+    "filters": {"context": {"()": "chats.runtime.logs.ContextFilter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["context"]}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     # kafka-python narrates every connection at INFO; its warnings and errors are what operators need.
     "loggers": {"kafka": {"level": "WARNING"}},

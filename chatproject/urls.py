@@ -4,6 +4,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from chats.api.login_forms import LimitedAuthenticationForm
+from chats.api.metrics import metrics
 from chats.pages import chat_page
 
 # The browsable API's login and logout (as rest_framework.urls), its login held to the failed-login limits.
@@ -20,6 +21,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("api-auth/", include((browsable_api_auth, "rest_framework"))),
+    path("metrics", metrics, name="metrics"),
 ]
 
 handler400 = "chats.api.errors.bad_request"

@@ -10,6 +10,7 @@ from django.db import IntegrityError, transaction
 from chats import models
 from chats.pipeline.outbox_wakeup import announce_outbox_rows
 from chats.pipeline.wire import envelope
+from chats.runtime import logs
 from messaging_domain.entities import Chat, Message
 from messaging_domain.events import Event
 from messaging_domain.exceptions import ChatTitleTaken, IdempotencyKeyReused
@@ -121,12 +122,13 @@ class DjangoUnitOfWork(UnitOfWork):
         return self
 
     def _commit(self, events: list[Event]) -> None:
+        request_id = logs.request_id.get()  # the HTTP request's, if any: the logs follow it to the frames
         models.OutboxEvent.objects.bulk_create(
             models.OutboxEvent(
                 event_id=event.event_id,
                 event_type=event.event_type,
                 chat_id=event.chat_id,
-                envelope=envelope(event),
+                envelope=envelope(event, request_id),
             )
             for event in events
         )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 import uuid
 from typing import Any
 from urllib.parse import parse_qs
@@ -28,6 +29,7 @@ from chats.live.positions import ChatPositions
 from chats.live.socket_slots import SocketSlots
 from chats.pipeline.wire import LOBBY_GROUP, chat_group, message_frame, render
 from chats.queries import chat_last_seq, messages_after
+from chats.runtime import metrics
 
 logger = logging.getLogger("chats.live.consumers")
 
@@ -48,6 +50,11 @@ MAX_LAG = 1000
 # ASCII digits only: str.isdigit() accepts "²", which int() then refuses.
 AFTER_SEQ = re.compile(r"[0-9]{1,11}")
 
+# The metrics' children, looked up once: a frame costs an increment, not a label lookup.
+OPEN_SOCKETS = {kind: metrics.OPEN_SOCKETS.labels(kind) for kind in metrics.SOCKET_KINDS}
+FRAMES_SENT = {kind: metrics.FRAMES_SENT.labels(kind) for kind in metrics.SOCKET_KINDS}
+COMMIT_TO_FRAME = {kind: metrics.COMMIT_TO_FRAME_SECONDS.labels(kind) for kind in metrics.SOCKET_KINDS}
+GAP_FILLS = {trigger: metrics.GAP_FILLS.labels(trigger) for trigger in metrics.GAP_TRIGGERS}
 
 
 class EventStreamConsumer(AsyncJsonWebsocketConsumer):
@@ -56,6 +63,8 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
 
     slots = SocketSlots()
     holds_slot = False
+    kind = ""  # the metrics' label: "lobby" or "chat"
+    counted_open = False
 
     # Live events never touch the database on the way through, so they skip Channels' per-message
     # hop to a worker thread that closes stale database connections; the database reads that do happen
@@ -112,6 +121,9 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
     async def release(self) -> None:
         """Leave every group and give the socket slot back; safe to call twice."""
         joined, self.joined = getattr(self, "joined", []), []
+        if self.counted_open:
+            self.counted_open = False
+            OPEN_SOCKETS[self.kind].dec()
         try:
             for group in joined:
                 await self.channel_layer.group_discard(group, self.channel_name)
@@ -137,6 +149,30 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
     async def accept(self, subprotocol: str | None = None, headers=None) -> None:
         self.accepted = True
         await super().accept(subprotocol, headers)
+        self.counted_open = True
+        OPEN_SOCKETS[self.kind].inc()
+
+    async def send(self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False) -> None:
+        if text_data is not None or bytes_data is not None:
+            FRAMES_SENT[self.kind].inc()
+        await super().send(text_data, bytes_data, close)
+
+    async def close(self, code: int | bool | None = None, reason: str | None = None) -> None:
+        metrics.CLOSES.labels(str(code if isinstance(code, int) and code is not True else 1000)).inc()
+        await super().close(code, reason)
+
+    async def send_live(self, message: dict[str, Any]) -> None:
+        """Send a live event's frame (rendered once by the forwarder for every socket), timed from its commit."""
+        await self.send(text_data=message["frame"])
+        occurred_at = message.get("occurred_at")
+        if occurred_at is not None:
+            COMMIT_TO_FRAME[self.kind].observe(time.time() - occurred_at)
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "sent %s %s to %s", message["event_type"], message.get("event_id"), self.channel_name,
+                extra={"event_id": message.get("event_id"), "chat_id": message.get("chat_id"),
+                       "request_id": message.get("request_id"), "seq": message.get("seq")},
+            )
 
     async def reject(self, code: int, error: str, message: str) -> None:
         """Refuse a connection during the handshake: close with `code`, after an error frame saying why.
@@ -191,6 +227,8 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
 class LobbyConsumer(EventStreamConsumer):
     """`ws/chats/`: every chat created or deleted."""
 
+    kind = "lobby"
+
     async def connect(self) -> None:
         if not await self.admit():
             return
@@ -198,7 +236,7 @@ class LobbyConsumer(EventStreamConsumer):
         await self.accept()  # only once subscribed: an open socket means nothing from now on is missed
 
     async def chat_event(self, message: dict[str, Any]) -> None:
-        await self.send(text_data=message["frame"])
+        await self.send_live(message)
 
 
 class ChatStreamConsumer(EventStreamConsumer):
@@ -208,6 +246,7 @@ class ChatStreamConsumer(EventStreamConsumer):
     on `self.turn`, so each seq is sent once and in order whichever of them sends it.
     """
 
+    kind = "chat"
     positions = ChatPositions()
     chat_id: uuid.UUID | None = None
     sent_seq = 0
@@ -259,7 +298,7 @@ class ChatStreamConsumer(EventStreamConsumer):
 
     async def forward(self, message: dict[str, Any]) -> None:
         if message["event_type"] == "chat.deleted":
-            await self.send(text_data=message["frame"])
+            await self.send_live(message)
             await self.end(CLOSE_CHAT_DELETED)
             return
         if message["event_type"] != "message.created":
@@ -274,8 +313,9 @@ class ChatStreamConsumer(EventStreamConsumer):
             await self.end(CLOSE_LAGGING)
             return
         if seq > self.sent_seq + 1:
+            GAP_FILLS["live_gap"].inc()
             await self.send_from_database(up_to_seq=seq - 1)  # frames were lost upstream: fill the gap
-        await self.send(text_data=message["frame"])  # rendered once by the forwarder for every socket
+        await self.send_live(message)
         self.sent_seq = seq
 
     async def catch_up(self, last_seq: int | None) -> None:
@@ -287,6 +327,7 @@ class ChatStreamConsumer(EventStreamConsumer):
                 await self.send_json({"type": "chat.deleted", "event_id": None, "chat_id": str(self.chat_id)})
                 await self.end(CLOSE_CHAT_DELETED)
             elif last_seq > self.sent_seq:
+                GAP_FILLS["position_check"].inc()
                 await self.send_from_database(up_to_seq=last_seq)
 
     async def end(self, code: int) -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable
 from typing import Any
@@ -31,6 +30,8 @@ from chats.pipeline.wire import (
     group_message,
     parse_envelope,
 )
+from chats.runtime import metrics
+from chats.runtime.logs import event_fields
 from chats.runtime.worker_loop import Backoff, StopFlag
 
 logger = logging.getLogger("chats.pipeline.forwarder")
@@ -71,12 +72,46 @@ async def handle_record(record: Any, channel_layer: Any, recent: RecentEventIds)
         )
         return "invalid"
     if envelope["event_id"] in recent:
-        return "duplicate"
-    message = group_message(envelope)
-    for group in groups_for(envelope):
-        await channel_layer.group_send(group, message)
-    recent.add(envelope["event_id"])
-    return "forwarded"
+        outcome = "duplicate"
+    else:
+        message = group_message(envelope)
+        for group in groups_for(envelope):
+            await channel_layer.group_send(group, message)
+        recent.add(envelope["event_id"])
+        outcome = "forwarded"
+    if logger.isEnabledFor(logging.DEBUG):
+        logger.debug(
+            "%s %s %s from %s[%d]@%d", outcome, envelope["event_type"], envelope["event_id"], record.topic,
+            record.partition, record.offset,
+            extra={"partition": record.partition, "offset": record.offset, **event_fields(envelope)},
+        )
+    return outcome
+
+
+def poll(consumer: KafkaConsumer) -> dict[TopicPartition, list]:
+    """One poll, then the lag of each assigned partition from what the fetches reported (no extra request).
+    The embedded Tansu broker reports wrong end offsets, so the lag there means nothing (see the metric)."""
+    batches = consumer.poll(timeout_ms=500)
+    owned = set()
+    for partition in consumer.assignment():
+        end = consumer.highwater(partition)  # as the last fetch response reported it
+        try:
+            # timeout 0: after a poll the position is known, and a metric never waits on the network
+            position = consumer.position(partition, timeout_ms=0) if end is not None else None
+        except KafkaError:
+            position = None
+        if position is not None:
+            label = str(partition.partition)
+            metrics.FORWARDER_LAG.labels(label).set(max(0, end - position))
+            owned.add(label)
+    for label in _lag_labels - owned:  # partitions another forwarder owns now
+        metrics.FORWARDER_LAG.remove(label)
+    _lag_labels.clear()
+    _lag_labels.update(owned)
+    return batches
+
+
+_lag_labels: set[str] = set()
 
 
 COMMIT_TIMEOUT_MS = 10_000  # kafka-python's commit() otherwise waits forever for an unreachable coordinator
@@ -84,23 +119,27 @@ COMMIT_TIMEOUT_MS = 10_000  # kafka-python's commit() otherwise waits forever fo
 
 async def forward_forever(
     connect: Callable[[], KafkaConsumer], layer: Any, recent: RecentEventIds, stop: StopFlag, backoff: Backoff,
-    report_every: float = 10.0,
 ) -> None:
     """Poll, send, commit until `stop`; survive every Kafka and channel-layer error (see the module doc)."""
     consumer: KafkaConsumer | None = None
     outcomes: Counter[str] = Counter()
-    next_report = time.monotonic() + report_every
     try:
         while not stop:
             try:
                 if consumer is None:
                     consumer = await asyncio.to_thread(connect)
                     logger.info("connected to Kafka")
-                batches = await asyncio.to_thread(consumer.poll, timeout_ms=500)
+                batches = await asyncio.to_thread(poll, consumer)
                 backoff.reset()
                 sent = await forward_batches(batches, layer, recent, stop, backoff, outcomes)
                 if sent:
                     await asyncio.to_thread(consumer.commit, sent, COMMIT_TIMEOUT_MS)
+                if outcomes:
+                    logger.info(
+                        "forwarded %(forwarded)d, dropped %(duplicate)d repeats, skipped %(invalid)d invalid",
+                        outcomes, extra=dict(outcomes),
+                    )
+                    outcomes.clear()
             except KafkaError as error:
                 if consumer is not None:
                     await asyncio.to_thread(consumer.close, autocommit=False)
@@ -111,10 +150,6 @@ async def forward_forever(
                     type(error).__name__, error, delay,
                 )
                 await asyncio.to_thread(stop.sleep, delay)
-            if outcomes and time.monotonic() >= next_report:
-                logger.info("forwarded %(forwarded)d, dropped %(duplicate)d repeats, skipped %(invalid)d invalid", outcomes)
-                outcomes.clear()
-                next_report = time.monotonic() + report_every
     finally:
         if consumer is not None:
             await asyncio.to_thread(consumer.close, autocommit=False)
@@ -133,6 +168,7 @@ async def forward_batches(
             if outcome == "unsent":
                 return settled
             outcomes[outcome] += 1
+            metrics.FORWARDER_RECORDS.labels(outcome).inc()
             settled[partition] = OffsetAndMetadata(record.offset + 1, "", -1)
     return settled
 

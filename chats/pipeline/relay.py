@@ -39,6 +39,8 @@ from kafka.errors import (
 
 from chats.models import OutboxEvent
 from chats.pipeline.kafka_clients import ensure_topic
+from chats.runtime import metrics
+from chats.runtime.logs import event_fields
 from chats.runtime.worker_loop import Backoff, StopFlag
 
 logger = logging.getLogger("chats.pipeline.relay")
@@ -129,13 +131,33 @@ def relay_batch(producer: KafkaProducer, topic: str, batch_size: int) -> int:
     """Claim, send and mark one batch; return how many rows it settled (0 when the outbox is empty)."""
     # On PostgreSQL the claim's row locks must last until the mark; on SQLite a transaction here would
     # hold the database's write lock, and every API write with it, for as long as Kafka takes.
+    started = time.perf_counter()
     with transaction.atomic() if holds_row_locks() else nullcontext():
         rows = claim_batch(batch_size)
         if not rows:
             return 0
         outcome = publish_batch(producer, topic, rows)
         record_outcome(outcome)
+    seconds = time.perf_counter() - started
+    metrics.RELAY_BATCH_SECONDS.observe(seconds)
+    metrics.RELAY_EVENTS.labels("published").inc(len(outcome.published))
+    metrics.RELAY_EVENTS.labels("parked").inc(len(outcome.parked))
+    log_batch(rows, outcome, seconds)
     return len(outcome.published) + len(outcome.parked)
+
+
+def log_batch(rows: list[OutboxEvent], outcome: BatchOutcome, seconds: float) -> None:
+    """One INFO line per batch; with DEBUG, one line per event with its ids (the logs follow a message)."""
+    logger.info(
+        "relayed a batch: %d published, %d parked in %.1fms", len(outcome.published), len(outcome.parked),
+        seconds * 1000, extra={"published": len(outcome.published), "parked": len(outcome.parked)},
+    )
+    if logger.isEnabledFor(logging.DEBUG):
+        published = set(outcome.published)
+        for row in rows:
+            state = "published" if row.id in published else "parked"
+            logger.debug("%s %s %s", state, row.event_type, row.envelope.get("event_id"),
+                         extra={"outbox_id": row.id, **event_fields(row.envelope)})
 
 
 def prune_published(older_than: timedelta) -> int:
@@ -150,7 +172,6 @@ def retry_parked() -> int:
 
 
 PRUNE_EVERY_SECONDS = 600
-REPORT_EVERY_SECONDS = 10
 
 
 def relay_forever(
@@ -160,8 +181,7 @@ def relay_forever(
     """Relay batches until `stop` (or, with `once`, until the outbox is empty); return how many rows it
     settled. With `once`, a broker or database error is raised instead of retried."""
     producer = None
-    relayed = since_report = 0
-    next_report = time.monotonic() + REPORT_EVERY_SECONDS
+    relayed = 0
     next_prune = time.monotonic()
     try:
         while not stop:
@@ -173,6 +193,7 @@ def relay_forever(
                 settled = relay_batch(producer, topic, batch_size)
                 backoff.reset()
             except (BrokerUnavailable, KafkaError) as error:
+                metrics.RELAY_FAILURES.labels("broker").inc()
                 if producer is not None:
                     producer.close(timeout=0)
                     producer = None
@@ -183,6 +204,7 @@ def relay_forever(
                 stop.sleep(delay)
                 continue
             except (OperationalError, InterfaceError) as error:
+                metrics.RELAY_FAILURES.labels("database").inc()
                 connection.close()
                 if once:
                     raise
@@ -191,10 +213,6 @@ def relay_forever(
                 stop.sleep(delay)
                 continue
             relayed += settled
-            since_report += settled
-            if since_report and time.monotonic() >= next_report:
-                logger.info("relayed %d events in the last %ds", since_report, REPORT_EVERY_SECONDS)
-                since_report, next_report = 0, time.monotonic() + REPORT_EVERY_SECONDS
             if settled:
                 continue
             if once:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import datetime
 from typing import Any
 
 from rest_framework.fields import DateTimeField
@@ -43,15 +44,22 @@ _PAYLOADS = {
 }
 
 
-def envelope(event: Event) -> dict[str, Any]:
-    """The event as it travels on Kafka (DESIGN.md, "Kafka event envelope")."""
-    return {
+def envelope(event: Event, request_id: str | None = None) -> dict[str, Any]:
+    """The event as it travels on Kafka (DESIGN.md, "Kafka event envelope").
+
+    `request_id`, optional, is the id of the HTTP request that committed the event, so that the relay, the
+    forwarder and the frames can be found in the logs from it; readers must not need it.
+    """
+    wrapped = {
         "event_id": str(event.event_id),
         "event_type": event.event_type,
         "occurred_at": _iso(event.occurred_at),
         "chat_id": str(event.chat_id),
         "payload": dict(_PAYLOADS[type(event)](event)),
     }
+    if request_id is not None:
+        wrapped["request_id"] = request_id
+    return wrapped
 
 
 EVENT_TYPES = {"chat.created", "message.created", "chat.deleted"}
@@ -116,10 +124,23 @@ def event_frame(envelope: dict[str, Any]) -> dict[str, Any]:
 
 
 def group_message(envelope: dict[str, Any]) -> dict[str, Any]:
-    """What the forwarder sends to a group: the frame's text, and what a consumer decides on (type, seq)."""
+    """What the forwarder sends to a group: the frame's text, what a consumer decides on (type, seq), and
+    what it measures and logs a frame with: `occurred_at` as a Unix timestamp (parsed here once per event,
+    not once per socket), the event's id and the request's id."""
     return {
         "type": "chat.event",
         "event_type": envelope["event_type"],
         "seq": envelope["payload"]["seq"] if envelope["event_type"] == "message.created" else None,
         "frame": render(event_frame(envelope)),
+        "event_id": envelope["event_id"],
+        "chat_id": envelope["chat_id"],
+        "request_id": envelope.get("request_id") if isinstance(envelope.get("request_id"), str) else None,
+        "occurred_at": _timestamp(envelope["occurred_at"]),
     }
+
+
+def _timestamp(occurred_at: Any) -> float | None:
+    try:
+        return datetime.fromisoformat(occurred_at).timestamp()
+    except (TypeError, ValueError):
+        return None  # not a date this service wrote: the frame goes out, unmeasured

@@ -39,6 +39,8 @@ from http import HTTPStatus
 from daphne import cli, http_protocol, ws_protocol
 from django.conf import settings
 from twisted.internet import reactor
+
+from chats.runtime.logs import access_log
 from twisted.web.http import RESPONSES
 
 logger = logging.getLogger("chats.runtime.webserver")
@@ -167,6 +169,10 @@ class Server(server.Server):
     classes, and then sets their options and starts listening. These properties build ours, with the same
     arguments, in place of what run() assigns; the rest of run() is daphne's, unchanged.
     """
+
+    def __init__(self, *args, action_logger=None, **kwargs) -> None:
+        # With LOG_FORMAT=json the access log goes through logging, so every line of the process is JSON.
+        super().__init__(*args, action_logger=access_log(action_logger), **kwargs)
 
     @property
     def http_factory(self) -> HTTPFactory:

@@ -275,7 +275,8 @@ def test_another_user_may_not_delete_a_chat(client, bob_client, outbox):
 
 
 def assert_envelope(envelope: dict, event_type: str, chat_id: str, payload: dict) -> None:
-    assert set(envelope) == {"event_id", "event_type", "occurred_at", "chat_id", "payload"}
+    # request_id, optional, names the HTTP request that committed the event (for the logs)
+    assert set(envelope) - {"request_id"} == {"event_id", "event_type", "occurred_at", "chat_id", "payload"}
     assert str(uuid.UUID(envelope["event_id"])) == envelope["event_id"]
     assert envelope["event_type"] == event_type
     parse_utc(envelope["occurred_at"])

@@ -49,7 +49,7 @@ def start_loop(group: str, layer, **consumer_settings):
     stop = StopFlag(signals=())
     task = asyncio.ensure_future(forward_forever(
         lambda: create_consumer(django_settings.KAFKA_TOPIC, group, **consumer_settings),
-        layer, RecentEventIds(), stop, Backoff(maximum=1.0), report_every=0.5,
+        layer, RecentEventIds(), stop, Backoff(maximum=1.0),
     ))
     return stop, task
 

@@ -12,6 +12,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from chats.pipeline.forwarder import RecentEventIds, forward_forever
 from chats.pipeline.kafka_clients import bootstrap_servers, create_consumer
+from chats.runtime import metrics
 from chats.runtime.arguments import positive_int
 from chats.runtime.worker_loop import Backoff, StopFlag
 
@@ -27,6 +28,7 @@ class Command(BaseCommand):
             "--dedup-window", type=positive_int, default=100_000,
             help="How many recent event ids to remember for dropping repeats (default 100000).",
         )
+        metrics.add_arguments(parser)
 
     def handle(self, *args, group, dedup_window, **options):
         try:
@@ -35,6 +37,8 @@ class Command(BaseCommand):
             raise CommandError(str(error)) from None
         if not group.strip():
             raise CommandError("--group must not be empty.")
+        metrics.initialize((metrics.FORWARDER_RECORDS, metrics.FORWARDER_OUTCOMES))
+        metrics.serve_from_options(options)
         topic = settings.KAFKA_TOPIC
         logger.info("forward_events: Kafka %s topic %s group %s -> channel layer %s", servers, topic, group, settings.REDIS_URL)
         asyncio.run(

@@ -13,6 +13,7 @@ from kafka.errors import KafkaError
 from chats.pipeline.kafka_clients import bootstrap_servers, create_producer
 from chats.pipeline.outbox_wakeup import CHANNEL, OutboxWakeup
 from chats.pipeline.relay import BrokerUnavailable, relay_forever, retry_parked
+from chats.runtime import metrics
 from chats.runtime.arguments import parse_duration, positive_float, positive_int
 from chats.runtime.worker_loop import Backoff, StopFlag
 
@@ -39,12 +40,17 @@ class Command(BaseCommand):
             help="Delete published rows older than this (like 12h or 7d; default 7d), checked every 10 minutes.",
         )
         parser.add_argument("--retry-failed", action="store_true", help="Put parked rows back in the queue first.")
+        metrics.add_arguments(parser)
 
     def handle(self, *args, once, batch_size, poll_interval, prune_after, retry_failed, **options):
         try:
             servers = bootstrap_servers()
         except ImproperlyConfigured as error:
             raise CommandError(str(error)) from None
+        metrics.initialize((metrics.RELAY_EVENTS, metrics.RELAY_OUTCOMES),
+                           (metrics.RELAY_FAILURES, metrics.RELAY_FAILURE_REASONS))
+        metrics.expose_outbox_backlog(close_connection=True)
+        metrics.serve_from_options(options)
         topic = settings.KAFKA_TOPIC
         if retry_failed:
             logger.info("put %d parked rows back in the queue", retry_parked())

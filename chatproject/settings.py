@@ -183,6 +183,7 @@ SPECTACULAR_SETTINGS = {
 LOG_FORMAT = os.environ.get("LOG_FORMAT", "plain").strip().lower()
 if LOG_FORMAT not in {"plain", "json"}:
     raise ImproperlyConfigured(f"LOG_FORMAT={LOG_FORMAT!r}: use plain or json")
+LOGGING_CONFIG = "chats.runtime.logs.configure"  # dictConfig, and Python's warnings through logging
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

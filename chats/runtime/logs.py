@@ -12,6 +12,7 @@ In JSON, every `extra` field becomes a key of the object.
 from __future__ import annotations
 
 import logging
+import logging.config
 import re
 from contextvars import ContextVar
 from typing import Any
@@ -68,3 +69,9 @@ def access_log(default):
     if default is not None and getattr(settings, "LOG_FORMAT", "plain") == "json":
         return LoggedAccessLog(None)
     return default
+
+
+def configure(config: dict) -> None:
+    """LOGGING_CONFIG: Django's dictConfig, with Python's warnings logged too (so they are JSON lines as well)."""
+    logging.config.dictConfig(config)
+    logging.captureWarnings(True)

@@ -316,3 +316,50 @@ def test_history_scrolls_back_page_by_page_and_a_revoked_token_returns_the_page_
     assert cat.find("#notice").text == "Your session has ended. Please log in again."
     assert cat.token() is None
     assert cat.script_errors() == []
+
+
+# One unbroken word as long as a title may be: nowhere to wrap it but inside the word.
+LONG_TITLE = "Supercalifragilisticexpialidocious" * 7  # 238 characters
+
+LAYOUT = """
+const box = (node) => { const r = node.getBoundingClientRect(); return {left: r.left, right: r.right, top: r.top,
+                                                                       bottom: r.bottom, width: r.width}; };
+const sidebar = document.querySelector('.chats');
+return {
+  viewport: document.documentElement.clientWidth,
+  page: document.documentElement.scrollWidth,
+  chat: box(document.getElementById('chat')),
+  sidebar: box(sidebar),
+  sidebarOverflow: sidebar.scrollWidth - sidebar.clientWidth,
+  listTitle: box(document.querySelector('#chat-list .title')),
+  head: box(document.querySelector('.chat-head')),
+  chatTitle: box(document.getElementById('chat-title')),
+};
+"""
+
+
+def inside(inner: dict, outer: dict) -> bool:
+    return outer["left"] - 0.5 <= inner["left"] and inner["right"] <= outer["right"] + 0.5
+
+
+def test_at_400_px_the_chat_takes_the_width_under_the_list_and_a_long_title_stays_in_its_box(browser, site, tmp_path):
+    dan = browser("dan")
+    dan.driver.set_window_size(400, 800)
+    dan.sign_up("dan")
+    dan.wait_list_live()
+    dan.create_chat(LONG_TITLE)
+    dan.wait_chat_live(LONG_TITLE)
+
+    layout = dan.driver.execute_script(LAYOUT)
+
+    assert dan.screenshot("narrow-layout", tmp_path).stat().st_size > 0
+    assert layout["viewport"] <= 400, layout
+    assert layout["page"] <= layout["viewport"], layout  # nothing scrolls sideways
+    assert layout["chat"]["width"] >= 0.9 * layout["viewport"], layout
+    assert layout["sidebar"]["bottom"] <= layout["chat"]["top"], layout  # the list above the chat
+    assert layout["sidebarOverflow"] <= 0, layout
+    assert inside(layout["listTitle"], layout["sidebar"]), layout
+    assert inside(layout["chatTitle"], layout["head"]), layout
+    assert dan.chat_titles() == [LONG_TITLE]  # shortened on screen only
+    assert dan.attribute("#chat-list .title", "title") == LONG_TITLE  # and whole in its tooltip
+    assert dan.script_errors() == []

@@ -209,7 +209,7 @@ function showApp() {
     onFrame: (frame) => {
       if (frame.type === "chat.created") addChat(frame.chat);
       else if (frame.type === "chat.deleted") removeChat(frame.chat_id, "This chat was deleted.");
-      else if (frame.type === "error" && frame.code !== "credentials_revoked") showError(frame);
+      else if (frame.type === "error" && !["credentials_revoked", "invalid_token"].includes(frame.code)) showError(frame);
     },
     onClose: (code) => { document.body.dataset.lobby = "reconnecting"; return authClose(code); },
   });
@@ -257,7 +257,7 @@ function renderChats() {
   const chats = [...state.chats.values()].sort((a, b) => Date.parse(b.created_at) - Date.parse(a.created_at));
   $("chat-list").replaceChildren(...chats.map((chat) => {
     const button = el("button", { type: "button", className: "chat-link" },
-      el("span", { className: "title", textContent: chat.title }),
+      el("span", { className: "title", textContent: chat.title, title: chat.title }),
       el("span", { className: "owner", textContent: chat.owner }));
     button.dataset.chatId = chat.id;
     button.addEventListener("click", () => select(chat.id));
@@ -360,8 +360,8 @@ function chatFrame(open, frame) {
     if (follow) scrollToEnd();
   } else if (frame.type === "chat.deleted") {
     removeChat(open.chat.id, "This chat was deleted.");
-  } else if (frame.type === "error" && !["lagging", "credentials_revoked"].includes(frame.code)) {
-    showError(frame); // lagging and credentials_revoked are followed by a close that says what to do
+  } else if (frame.type === "error" && !["lagging", "credentials_revoked", "invalid_token"].includes(frame.code)) {
+    showError(frame); // these are followed by a close that says what to do (4401: back to the login form)
   }
 }
 

@@ -17,6 +17,7 @@ from chats.bootstrap import mediator
 from messaging_domain.commands import CreateChatCommand
 from tests.api.support import assert_error
 from tests.conftest import PROJECT_ROOT
+from tests.websocket.test_consumers import assert_closed_with
 
 
 @pytest.fixture
@@ -34,13 +35,6 @@ async def open_socket(path: str, headers=None) -> WebsocketCommunicator:
 async def assert_pong(communicator) -> None:
     await communicator.send_json_to({"type": "ping"})
     assert await communicator.receive_json_from(timeout=5) == {"type": "pong"}
-
-
-async def assert_closed_with(communicator, code: int, error: str | None = None) -> None:
-    if error is not None:
-        frame = await communicator.receive_json_from(timeout=5)
-        assert (frame["type"], frame["code"]) == ("error", error)
-    assert await communicator.receive_output(timeout=5) == {"type": "websocket.close", "code": code}
 
 
 @pytest.mark.parametrize("path", ["/ws/chats/", "/ws/chats/{chat}/"])

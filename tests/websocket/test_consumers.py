@@ -71,11 +71,14 @@ async def seqs_received(communicator, count: int) -> list[tuple[int, bool]]:
     return [(frame["message"]["seq"], frame["event_id"] is not None) for frame in frames]
 
 
-async def assert_closed_with(communicator, code: int, error: str | None = None) -> None:
+async def assert_closed_with(communicator, code: int, error: str | None = None) -> dict | None:
+    """The socket closes with `code`, after an error frame with code `error` if one is given; returns that frame."""
+    frame = None
     if error is not None:
         frame = await communicator.receive_json_from(timeout=5)
         assert (frame["type"], frame["code"]) == ("error", error)
     assert await communicator.receive_output(timeout=5) == {"type": "websocket.close", "code": code}
+    return frame
 
 
 # --- who may connect -------------------------------------------------------------------------------
@@ -90,10 +93,8 @@ async def test_a_client_without_credentials_is_closed_with_4401_not_authenticate
 @pytest.mark.parametrize("path", ["/ws/chats/?token=not-a-token", "/ws/chats/{chat}/?token=not-a-token"])
 async def test_a_client_with_an_unknown_token_is_closed_with_4401_invalid_token(path, chat, channel_layer):
     communicator = await connect(path.format(chat=chat.id))
-    frame = await communicator.receive_json_from(timeout=5)
-    assert (frame["type"], frame["code"]) == ("error", "invalid_token")
+    frame = await assert_closed_with(communicator, 4401, "invalid_token")
     assert "invalid or revoked" in frame["message"]
-    assert await communicator.receive_output(timeout=5) == {"type": "websocket.close", "code": 4401}
 
 
 async def test_a_token_of_a_deactivated_user_is_closed_with_4401_invalid_token(ann, token, chat, channel_layer):

@@ -20,6 +20,9 @@ import weakref
 import redis
 from django.conf import settings
 from redis import asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError, TimeoutError
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +102,11 @@ class SocketSlots:
     def _redis(self) -> aioredis.Redis:
         clients = self._clients.setdefault(asyncio.get_running_loop(), {})
         if settings.REDIS_URL not in clients:
-            clients[settings.REDIS_URL] = aioredis.Redis.from_url(settings.REDIS_URL)
+            # A pooled connection that Redis closed (it restarted) is retried once on a new one, instead of
+            # failing the handshake it serves; redis-py retries only the errors listed here.
+            clients[settings.REDIS_URL] = aioredis.Redis.from_url(
+                settings.REDIS_URL, retry=Retry(NoBackoff(), 1), retry_on_error=[ConnectionError, TimeoutError],
+            )
         return clients[settings.REDIS_URL]
 
     @staticmethod

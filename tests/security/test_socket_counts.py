@@ -14,7 +14,7 @@ from rest_framework.authtoken.models import Token
 from websockets.exceptions import ConnectionClosed
 
 from chats.live.socket_slots import LEASE_PREFIX, ProcessLease, SocketSlots
-from chats.runtime.embedded import free_port
+from chats.runtime.embedded import free_port, start_redis
 from tests.helpers import serving
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
@@ -85,3 +85,17 @@ async def test_counting_drops_the_sockets_of_a_process_whose_lease_is_gone(ann, 
     assert await alive.count(ann.pk) == 1
     await alive.give_back(ann.pk)
     assert await alive.count(ann.pk) == 0
+
+
+async def test_a_redis_restart_does_not_fail_the_next_admission_on_a_stale_connection(ann, settings):
+    port = free_port()
+    redis = start_redis(port=port)
+    try:
+        settings.REDIS_URL = f"redis://127.0.0.1:{port}/0"
+        slots = SocketSlots(ProcessLease())
+        assert await slots.take(ann.pk) is True  # its pooled connection now points at this server
+        redis.stop()
+        redis = start_redis(port=port)
+        assert await slots.take(ann.pk) is True
+    finally:
+        redis.stop()

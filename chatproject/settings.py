@@ -212,7 +212,7 @@ KAFKA_FORWARDER_GROUP = os.environ.get("KAFKA_FORWARDER_GROUP", "chat-forwarder"
 
 # The channel layer carries events from forward_events to the websocket consumers of every web process.
 # Redis pub/sub: each event crosses Redis once per group and is fanned out inside each web process,
-# with no per-channel capacity to overflow (see README, "Channel layer", for the measurement).
+# with no per-channel capacity to overflow (bench/README.md, "Channel layers").
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 # Throttle counters and websocket socket counts: shared in Redis when REDIS_URL is set (as `make run` and
 # production do), so limits hold across web processes; per process otherwise.
@@ -231,7 +231,7 @@ if "REDIS_URL" in os.environ:
         }
     }
 
-# Websocket limits (README, "Security").
+# Websocket limits (docs/protocol.md, "Limits").
 CHAT_WS_MAX_FRAME_BYTES = int(os.environ.get("CHAT_WS_MAX_FRAME_BYTES", "4096"))
 CHAT_WS_FRAMES_PER_SECOND = float(os.environ.get("CHAT_WS_FRAMES_PER_SECOND", "5"))
 CHAT_WS_FRAME_BURST = int(os.environ.get("CHAT_WS_FRAME_BURST", "20"))

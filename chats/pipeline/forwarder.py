@@ -1,6 +1,6 @@
 """Kafka -> channel layer: the loop `manage.py forward_events` runs, and the steps it takes.
 
-Each record is checked to be an envelope (DESIGN.md), dropped if its event_id was forwarded recently
+Each record is checked to be an envelope (docs/protocol.md), dropped if its event_id was forwarded recently
 (delivery is at least once), and sent to its chat's group and, for chat events, to the lobby group.
 
 Commit rule: an offset is committed only once every record before it in its partition was sent to the

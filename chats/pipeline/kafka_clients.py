@@ -74,7 +74,7 @@ def create_consumer(topic: str, group_id: str, **overrides: Any) -> KafkaConsume
         heartbeat_interval_ms=1000,
         max_poll_records=500,
         # The embedded broker answers a waiting fetch only when this runs out, not when data arrives:
-        # kafka-python's 500 ms default put ~140 ms (p50) on every event's way to the websockets.
+        # kafka-python's 500 ms default put most of that wait on every event's way to the websockets.
         fetch_max_wait_ms=20,
         **FAIL_FAST,
         **overrides,

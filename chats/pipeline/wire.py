@@ -1,9 +1,9 @@
 """The wire format, in one home: the event envelope the outbox and Kafka carry (built and checked), the
-group names events are routed to, and the frames websocket clients receive (DESIGN.md).
+group names events are routed to, and the frames websocket clients receive (docs/protocol.md).
 
 A live event is rendered to text once, by the forwarder, and put in the group message; every socket of
 the group sends that same text. With 1,000 subscribers that is one json.dumps instead of a thousand, and
-the channel layer carries a flat message instead of the nested envelope (`make bench`, fan-out).
+the channel layer carries a flat message instead of the nested envelope (measured in `make bench`, fan-out).
 
 Every frame the server sends is text made by `render` (the consumers' `encode_json` uses it too).
 """
@@ -45,7 +45,7 @@ _PAYLOADS = {
 
 
 def envelope(event: Event, request_id: str | None = None) -> dict[str, Any]:
-    """The event as it travels on Kafka (DESIGN.md, "Kafka event envelope").
+    """The event as it travels on Kafka (docs/protocol.md, "Event envelope").
 
     `request_id`, optional, is the id of the HTTP request that committed the event, so that the relay, the
     forwarder and the frames can be found in the logs from it; readers must not need it.

@@ -14,7 +14,7 @@ def default_web_processes() -> int:
     """WEB_CONCURRENCY if set; else one web process per core on PostgreSQL, and one on SQLite.
 
     SQLite takes one writer at a time, so on SQLite a second web process adds lock waits, not write
-    throughput (`make bench`, ingest against the bare endpoint: 67-68 % with one process, 55-59 % with two).
+    throughput (measured in `make bench`'s ingest scenario; bench/README.md has the figures).
     """
     if "WEB_CONCURRENCY" in os.environ:
         try:

@@ -1,8 +1,8 @@
 """One Redis connection pool per process for Django's cache (throttle counters).
 
 Under ASGI, Django creates its cache objects per request context, and each RedisCache builds its own
-connection pool: every request opened a new TCP connection to Redis for its throttle check (12-20 % of
-a web process's CPU in `make bench`). Django's RedisCache takes a `pool_class`; this one hands out one
+connection pool: every request opened a new TCP connection to Redis for its throttle check (a measurable
+share of a web process's CPU in `make bench`). Django's RedisCache takes a `pool_class`; this one hands out one
 shared pool per URL and options, so requests reuse connections. redis-py's pools are thread-safe and
 reset themselves in a forked child.
 """

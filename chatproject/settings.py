@@ -6,6 +6,10 @@ from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -243,9 +247,18 @@ CHAT_WS_SOCKET_LEASE_SECONDS = int(os.environ.get("CHAT_WS_SOCKET_LEASE_SECONDS"
 # channel layer lost is filled within two checks even when nothing follows it (chats.live.positions).
 CHAT_WS_POSITION_CHECK_SECONDS = float(os.environ.get("CHAT_WS_POSITION_CHECK_SECONDS", "2"))
 
-CHANNEL_LAYERS = {
-    "default": {
-        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL]},
+# A pooled connection that Redis closed (it restarted) is retried once on a new connection, instead of
+# failing the send or the subscription it was serving: redis-py retries only the errors listed here.
+def channel_layers_on(redis_url: str) -> dict:
+    return {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {
+                "hosts": [{"address": redis_url, "retry": Retry(NoBackoff(), 1),
+                           "retry_on_error": [RedisConnectionError, RedisTimeoutError]}],
+            },
+        }
     }
-}
+
+
+CHANNEL_LAYERS = channel_layers_on(REDIS_URL)

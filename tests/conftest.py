@@ -105,13 +105,10 @@ def channel_layer(redis_server, settings):
     """The production channel layer (Redis pub/sub) on the test Redis, as worker processes see it."""
     from channels.layers import get_channel_layer
 
+    from chatproject.settings import channel_layers_on
+
     settings.REDIS_URL = f"redis://{redis_server.address}/0"
-    settings.CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-            "CONFIG": {"hosts": [settings.REDIS_URL]},
-        }
-    }
+    settings.CHANNEL_LAYERS = channel_layers_on(settings.REDIS_URL)
     return get_channel_layer()
 
 

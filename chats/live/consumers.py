@@ -42,6 +42,7 @@ CLOSE_LAGGING = 4408  # the client fell too far behind: reconnect with ?after_se
 CLOSE_CHAT_DELETED = 4410
 CLOSE_TOO_MANY = 4429  # frames too fast, or too many sockets for one user
 CLOSE_TRY_AGAIN = 1013  # the standard "try again later": Redis (socket counts, the channel layer) is away
+UNAVAILABLE = "The service is briefly unavailable; reconnect."
 
 REPLAY_PAGE = 500
 # Past this many frames behind (queued in this process, or missing upstream), the client is told to
@@ -112,8 +113,25 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
         # nothing back; its socket lease expires instead, see chats.live.socket_slots.)
         try:
             await super().__call__(scope, receive, send)
+        except (RedisError, OSError) as error:
+            # Channels opens this socket's channel on the layer before the handshake is even read; with
+            # Redis away that fails outside websocket_connect, and daphne would answer the handshake 500.
+            if getattr(self, "accepted", False):
+                raise
+            logger.warning("socket refused while Redis is unavailable: %s", error)
+            await self.refuse_unavailable(receive, send)
         finally:
             await self.release()
+
+    @staticmethod
+    async def refuse_unavailable(receive, send) -> None:
+        """Answer the handshake with 1013 and an `unavailable` error frame, without a channel layer."""
+        if (await receive())["type"] != "websocket.connect":
+            return
+        frame = {"type": "error", "code": "unavailable", "message": UNAVAILABLE}
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.send", "text": render(frame)})
+        await send({"type": "websocket.close", "code": CLOSE_TRY_AGAIN})
 
     async def disconnect(self, code: int) -> None:
         await self.release()
@@ -144,7 +162,7 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
             await super().websocket_connect(message)
         except (RedisError, OSError) as error:
             logger.warning("socket refused while Redis is unavailable: %s", error)
-            await self.reject(CLOSE_TRY_AGAIN, "unavailable", "The service is briefly unavailable; reconnect.")
+            await self.reject(CLOSE_TRY_AGAIN, "unavailable", UNAVAILABLE)
 
     async def accept(self, subprotocol: str | None = None, headers=None) -> None:
         self.accepted = True

@@ -165,6 +165,8 @@ def test_events_written_while_the_broker_is_down_wait_unmarked_and_arrive_when_i
 @pytest.mark.django_db(transaction=True)
 def test_two_relays_on_postgresql_publish_every_row_once_in_per_chat_order(kafka, make_user, worker):
     relays = [worker("relay_outbox", "--batch-size", "10", "--poll-interval", "0.05") for _ in range(2)]
+    for relay in relays:  # both running before the writes, or the first may drain them alone
+        wait_until(lambda: "connected to Kafka" in relay.output(), message="the relay to connect")
     total = write_concurrently([make_user(f"writer{n}") for n in range(3)], chats=3, messages=60)
 
     wait_until(lambda: pending_count() == 0, message="the relays to drain the outbox")

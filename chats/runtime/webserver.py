@@ -39,9 +39,9 @@ from http import HTTPStatus
 from daphne import cli, http_protocol, ws_protocol
 from django.conf import settings
 from twisted.internet import reactor
+from twisted.web.http import RESPONSES
 
 from chats.runtime.logs import access_log
-from twisted.web.http import RESPONSES
 
 logger = logging.getLogger("chats.runtime.webserver")
 

@@ -1,5 +1,7 @@
 """Errors the domain raises. Each carries a stable `code` that clients can branch on."""
 
+from __future__ import annotations
+
 
 class DomainError(Exception):
     """A command was refused by a rule of the domain."""
@@ -25,6 +27,11 @@ class ChatTitleTaken(DomainError):
 
 class ChatNotFound(DomainError):
     code = "chat_not_found"
+    message_without_id = "No chat has this id."
+
+    @classmethod
+    def for_id(cls, chat_id: object) -> ChatNotFound:
+        return cls(f"No chat has the id {chat_id}.")
 
 
 class NotChatOwner(DomainError):

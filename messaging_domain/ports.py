@@ -27,7 +27,7 @@ class ChatRepository(abc.ABC):
         """The chat, held exclusively until the unit of work ends; `ChatNotFound` if there is none."""
         chat = self._get_for_update(chat_id)
         if chat is None:
-            raise ChatNotFound(f"No chat has the id {chat_id}.")
+            raise ChatNotFound.for_id(chat_id)
         self.seen.append(chat)
         return chat
 

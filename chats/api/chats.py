@@ -9,11 +9,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from chats import models
 from chats.adapters import chat_from_row, participant_of
 from chats.api.inputs import StrictCharField, chat_row_or_404, parse_chat_id
 from chats.api.pagination import ChatPagination
 from chats.bootstrap import mediator
+from chats.queries import chat_rows
 from chats.serializers import ChatSerializer
 from messaging_domain.commands import (
     CreateChatCommand,
@@ -33,7 +33,7 @@ class ChatListCreateApi(APIView):
         parameters=[OpenApiParameter("search", str, description="Case-insensitive part of the title.")],
     )
     def get(self, request: Request) -> Response:
-        rows = SearchFilter().filter_queryset(request, models.Chat.objects.select_related("owner"), self)
+        rows = SearchFilter().filter_queryset(request, chat_rows(), self)
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(rows, request, view=self)
         return paginator.get_paginated_response(

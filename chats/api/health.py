@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 from django.db import DatabaseError
-from django.db.models import Count, Min
-from django.utils import timezone
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.permissions import AllowAny
@@ -12,8 +10,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from chats import models
 from chats.api.errors import error_body
+from chats.queries import outbox_state
 
 
 class HealthApi(APIView):
@@ -37,23 +35,19 @@ class HealthApi(APIView):
     )
     def get(self, request: Request) -> Response:
         try:
-            pending = models.OutboxEvent.objects.filter(models.OutboxEvent.PENDING).aggregate(
-                count=Count("id"), oldest=Min("created_at")
-            )
-            parked = models.OutboxEvent.objects.filter(failed_at__isnull=False, published_at__isnull=True).count()
+            outbox = outbox_state()
         except DatabaseError as error:
             body = error_body("unavailable", f"The database is unreachable: {error}")
             return Response(
                 {**body, "status": "unavailable", "db": "error", "outbox_pending": None},
                 status=status.HTTP_503_SERVICE_UNAVAILABLE,
             )
-        oldest = pending["oldest"]
         return Response(
             {
                 "status": "ok",
                 "db": "ok",
-                "outbox_pending": pending["count"],
-                "outbox_oldest_pending_seconds": None if oldest is None else (timezone.now() - oldest).total_seconds(),
-                "outbox_parked": parked,
+                "outbox_pending": outbox["pending"],
+                "outbox_oldest_pending_seconds": outbox["oldest_pending_seconds"],
+                "outbox_parked": outbox["parked"],
             }
         )

@@ -7,6 +7,7 @@ import uuid
 from rest_framework import serializers
 
 from chats import models
+from chats.queries import chat_row
 from messaging_domain.exceptions import ChatNotFound
 
 
@@ -31,11 +32,11 @@ def parse_chat_id(raw: str) -> uuid.UUID:
     try:
         return uuid.UUID(raw)
     except ValueError:
-        raise ChatNotFound(f"No chat has the id {raw!r}.") from None
+        raise ChatNotFound.for_id(repr(raw)) from None
 
 
 def chat_row_or_404(chat_id: uuid.UUID) -> models.Chat:
-    row = models.Chat.objects.select_related("owner").filter(pk=chat_id).first()
+    row = chat_row(chat_id)
     if row is None:
-        raise ChatNotFound(f"No chat has the id {chat_id}.")
+        raise ChatNotFound.for_id(chat_id)
     return row

@@ -12,6 +12,7 @@ from chats.adapters import message_from_row, participant_of
 from chats.api.inputs import StrictCharField, chat_row_or_404, parse_chat_id
 from chats.api.pagination import MessageSeqPagination
 from chats.bootstrap import mediator
+from chats.queries import message_rows
 from chats.serializers import MessageSerializer, represent_message
 from messaging_domain.commands import (
     CreateMessageCommand,
@@ -31,7 +32,7 @@ class MessageListCreateApi(APIView):
     def get(self, request: Request, chat_id: str) -> Response:
         row = chat_row_or_404(parse_chat_id(chat_id))
         paginator = self.pagination_class()
-        page = paginator.paginate_queryset(row.messages.select_related("author"), request, view=self)
+        page = paginator.paginate_queryset(message_rows(row), request, view=self)
         return paginator.get_paginated_response(
             MessageSerializer([message_from_row(message) for message in page], many=True).data
         )

@@ -30,6 +30,7 @@ from chats.live.socket_slots import SocketSlots
 from chats.pipeline.wire import LOBBY_GROUP, chat_group, message_frame, render
 from chats.queries import chat_last_seq, messages_after
 from chats.runtime import metrics
+from messaging_domain.exceptions import ChatNotFound
 
 logger = logging.getLogger("chats.live.consumers")
 
@@ -277,7 +278,7 @@ class ChatStreamConsumer(EventStreamConsumer):
         try:
             chat_id = uuid.UUID(self.scope["url_route"]["kwargs"]["chat_id"])
         except ValueError:
-            await self.reject(CLOSE_NOT_FOUND, "chat_not_found", "No chat has this id.")
+            await self.reject(CLOSE_NOT_FOUND, ChatNotFound.code, ChatNotFound.message_without_id)
             return
         after_seq = parse_qs(self.scope.get("query_string", b"").decode()).get("after_seq", [None])[0]
         if after_seq is not None and not AFTER_SEQ.fullmatch(after_seq):
@@ -289,7 +290,7 @@ class ChatStreamConsumer(EventStreamConsumer):
         self.chat_id = chat_id
         last_seq = await database_sync_to_async(chat_last_seq)(chat_id)
         if last_seq is None:
-            await self.reject(CLOSE_NOT_FOUND, "chat_not_found", "No chat has this id.")
+            await self.reject(CLOSE_NOT_FOUND, ChatNotFound.code, ChatNotFound.message_without_id)
             return
         # Accept only now, subscribed and positioned: once the client sees the socket open, every message
         # it posts after that is one it will receive.

@@ -105,17 +105,11 @@ class OutboxBacklog:
 
     def collect(self):
         from django.db import DatabaseError, connection
-        from django.db.models import Count, Min, Q
-        from django.utils import timezone
 
-        from chats.models import OutboxEvent
+        from chats.queries import outbox_state
 
         try:
-            row = OutboxEvent.objects.filter(published_at__isnull=True).aggregate(
-                pending=Count("id", filter=Q(failed_at__isnull=True)),
-                oldest=Min("created_at", filter=Q(failed_at__isnull=True)),
-                parked=Count("id", filter=Q(failed_at__isnull=False)),
-            )
+            row = outbox_state()
         except DatabaseError as error:
             logger.warning("outbox metrics unavailable: %s", error)
             return
@@ -123,7 +117,7 @@ class OutboxBacklog:
             if self.close_connection:
                 connection.close()
         yield GaugeMetricFamily("chat_outbox_pending", "Outbox rows waiting for the relay.", value=row["pending"])
-        age = 0.0 if row["oldest"] is None else max(0.0, (timezone.now() - row["oldest"]).total_seconds())
+        age = row["oldest_pending_seconds"] or 0.0
         yield GaugeMetricFamily(
             "chat_outbox_oldest_pending_seconds", "Age of the oldest outbox row waiting for the relay (0 if none).",
             value=age,

@@ -11,7 +11,7 @@ import os
 import platform
 import timeit
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 
@@ -77,21 +77,36 @@ def relay_rows(r: dict) -> list[Row]:
 
 
 def latency_rows(r: dict) -> list[Row]:
+    """Targets of issue 13: at 50 msg/s p99 POST -> frame <= 100 ms, 0 lost, 0 duplicates; at 5 msg/s commit ->
+    frame p50 <= 8 ms, p99 <= 20 ms."""
     rows = []
     for run in r["runs"]:
         name = f"3 end-to-end, {run['rate']:g} msg/s ({number(run['achieved_rate'])} achieved), {run['subscribers']} subscribers"
         latency, http = run["latency_ms"], run["http_latency_ms"]
         targeted = run["rate"] == 50
-        met = latency["p50"] is not None and latency["p50"] <= 15 and latency["p99"] <= 60
+        met = latency["p99"] is not None and latency["p99"] <= 100
         rows += [
             Row(name, "POST -> frame p50 / p95 / p99 ms", ms(latency, "p50", "p95", "p99"),
                 f"{ms(http, 'p50', 'p95', 'p99')} (the POST's own response)",
-            " / ".join(times(latency[q], http[q]) for q in ("p50", "p99")),
-                "p50 <= 15, p99 <= 60" if targeted else "-", verdict(met) if targeted else "-"),
+                " / ".join(times(latency[q], http[q]) for q in ("p50", "p99")),
+                "p99 <= 100" if targeted else "-", verdict(met) if targeted else "-"),
             Row(name, f"lost / duplicates of {run['frames_expected']:,} frames", f"{run['lost']:,} / {run['duplicates']:,}",
                 "-", "-", "0 / 0" if targeted else "-",
                 verdict(run["lost"] == run["duplicates"] == 0) if targeted else "-"),
         ]
+        commit = run.get("commit_to_frame_ms")
+        if commit and commit["p50"] is not None:
+            floor = run["rate"] == 5
+            rows.append(Row(name, "commit -> frame p50 / p95 / p99 ms (from the message's created_at)",
+                            ms(commit, "p50", "p95", "p99"), "-", "-", "p50 <= 8, p99 <= 20" if floor else "-",
+                            verdict(commit["p50"] <= 8 and commit["p99"] <= 20) if floor else "-"))
+        clients = run.get("clients")
+        if clients:
+            cpu, lag = clients["cpu_percent"], clients["loop_lag_ms"]
+            rows.append(Row(name, "the bench's clients: CPU % of one core (subscribers / poster); their loops' lag p99 ms",
+                            f"{cpu['subscribers']:.0f} ({clients['processes']['subscribers']} processes) / "
+                            f"{cpu['poster']:.0f}; lag {number(lag['subscribers_p99'], 1)} / {number(lag['poster_p99'], 1)}",
+                            "-", "-"))
     return rows
 
 
@@ -146,9 +161,10 @@ def cpu_table(results: dict) -> str:
         "4 fan-out": results["fanout"]["service"]["cpu_percent"],
         "4 fan-out (bare websocket)": results["fanout"]["bare"]["cpu_percent"],
     }
-    names = list(next(iter(phases.values())))
+    names = list(dict.fromkeys(name for cpu in phases.values() for name in cpu))  # "subscribers", "poster": scenario 3's client processes
     lines = ["| phase | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
-    lines += [f"| {phase} | " + " | ".join(f"{cpu[name]:.0f}" for name in names) + " |" for phase, cpu in phases.items()]
+    lines += [f"| {phase} | " + " | ".join(f"{cpu[name]:.0f}" if name in cpu else "-" for name in names) + " |"
+              for phase, cpu in phases.items()]
     return "\n".join(lines)
 
 
@@ -171,7 +187,7 @@ def machine_facts(stack: Stack) -> dict:
     client.close()
     database_version = ".".join(map(str, connection.get_database_version()))
     return {
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "nproc": os.cpu_count(),
         "cpu": cpu_model(),
         "cpu_speed": cpu_speed(),

@@ -62,7 +62,7 @@ def main() -> int:
         results["footprint"] = footprint.run(stack)
         step("1 ingest: 32 clients, the bare endpoint and the messages endpoint taking turns", started)
         results["ingest"] = ingest.run(stack)
-        step("3 end-to-end latency: 100 subscribers at 5, 50, then 200 msg/s", started)
+        step("3 end-to-end latency: 100 subscribers (client processes of their own) at 5, 50, 100, then 200 msg/s", started)
         results["latency"] = latency.run(stack)
         step("4 fan-out: up to 1,000 subscribers, then raw group_send", started)
         results["fanout"] = fanout.run(stack)

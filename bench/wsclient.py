@@ -13,6 +13,7 @@ import json
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import websockets
 from websockets.asyncio.client import ClientConnection
@@ -47,12 +48,29 @@ async def close_sockets(sockets: list[ClientConnection]) -> None:
 
 
 @dataclass
-class Subscriber:
-    ws: ClientConnection
+class Received:
+    """What one subscriber received: enough to count latencies, losses and repeats (also sent between processes)."""
+
     frames: list[tuple[int, float, bool]] = field(default_factory=list)  # (seq, received at, live)
     seqs: set[int] = field(default_factory=set)
     error_codes: list[str] = field(default_factory=list)
     close_code: int | None = None
+    created_at: dict[int, str] = field(default_factory=dict)  # seq -> the message's created_at, as the frame says
+
+    def to_json(self) -> dict:
+        return {"frames": self.frames, "error_codes": self.error_codes, "close_code": self.close_code,
+                "created_at": self.created_at}
+
+    @classmethod
+    def from_json(cls, data: dict) -> Received:
+        frames = [tuple(frame) for frame in data["frames"]]
+        return cls(frames, {seq for seq, _, _ in frames}, data["error_codes"], data["close_code"],
+                   {int(seq): at for seq, at in data["created_at"].items()})
+
+
+@dataclass
+class Subscriber(Received):
+    ws: ClientConnection | None = None
 
     async def listen(self) -> None:
         try:
@@ -63,6 +81,7 @@ class Subscriber:
                     seq = frame["message"]["seq"]
                     self.frames.append((seq, received_at, frame["event_id"] is not None))
                     self.seqs.add(seq)
+                    self.created_at[seq] = frame["message"].get("created_at")
                 elif frame["type"] == "error":
                     self.error_codes.append(frame["code"])
         except ConnectionClosed:
@@ -74,7 +93,7 @@ class Audience:
     """The subscribers of one chat, each listening in a task of its own."""
 
     def __init__(self, sockets: list[ClientConnection]) -> None:
-        self.subscribers = [Subscriber(ws) for ws in sockets]
+        self.subscribers = [Subscriber(ws=ws) for ws in sockets]
         self.tasks = [asyncio.create_task(subscriber.listen()) for subscriber in self.subscribers]
 
     @classmethod
@@ -84,7 +103,7 @@ class Audience:
     def reset(self) -> None:
         """Forget what arrived so far: the next run counts only its own frames."""
         for subscriber in self.subscribers:
-            subscriber.frames, subscriber.seqs = [], set()
+            subscriber.frames, subscriber.seqs, subscriber.created_at = [], set(), {}
 
     async def wait_for(self, messages: int, idle: float, cap: float) -> str:
         """Until every subscriber has `messages` distinct seqs, nothing arrived for `idle` s, or `cap` s passed."""
@@ -104,30 +123,73 @@ class Audience:
             await asyncio.sleep(0.05)
 
     def deliveries(self, sent_at: dict[int, float]) -> dict:
-        """What arrived for the posts `sent_at` (seq -> POST send time): latencies, losses, repeats."""
-        frames = [(seq, at, live) for s in self.subscribers for seq, at, live in s.frames if seq in sent_at]
-        latencies = sorted(at - sent_at[seq] for seq, at, _ in frames)
-        expected = set(sent_at)
-        first_sent = min(sent_at.values(), default=0.0)
-        last_received = max((at for _, at, _ in frames), default=first_sent)
-        return {
-            "subscribers": len(self.subscribers),
-            "messages": len(sent_at),
-            "frames_expected": len(self.subscribers) * len(sent_at),
-            "frames_received": len(frames),
-            "lost": sum(len(expected - s.seqs) for s in self.subscribers),
-            "duplicates": sum(len(s.frames) - len(s.seqs) for s in self.subscribers),
-            "subscribers_out_of_order": sum(
-                any(a[0] >= b[0] for a, b in zip(s.frames, s.frames[1:])) for s in self.subscribers
-            ),
-            "frames_from_database": sum(not live for _, _, live in frames),  # gap fills
-            "error_frames": dict(Counter(code for s in self.subscribers for code in s.error_codes)),
-            "closed": dict(Counter(s.close_code for s in self.subscribers if s.close_code is not None)),
-            "delivered_per_s": len(frames) / (last_received - first_sent) if last_received > first_sent else None,
-            "latency_ms": latency_summary(latencies),
-        }
+        return deliveries(self.subscribers, sent_at)
 
     async def close(self) -> None:
         await close_sockets([subscriber.ws for subscriber in self.subscribers])
         await asyncio.wait(self.tasks, timeout=10)
 
+
+def deliveries(subscribers: list[Received], sent_at: dict[int, float]) -> dict:
+    """What arrived for the posts `sent_at` (seq -> POST send time, time.monotonic()): latencies, losses, repeats;
+    and commit -> frame, from each message's `created_at` (stamped in the transaction that commits it; wall
+    clock, turned into monotonic time here) to the frame's receipt."""
+    frames = [(seq, at, live) for s in subscribers for seq, at, live in s.frames if seq in sent_at]
+    latencies = sorted(at - sent_at[seq] for seq, at, _ in frames)
+    expected = set(sent_at)
+    first_sent = min(sent_at.values(), default=0.0)
+    last_received = max((at for _, at, _ in frames), default=first_sent)
+    return {
+        "subscribers": len(subscribers),
+        "messages": len(sent_at),
+        "frames_expected": len(subscribers) * len(sent_at),
+        "frames_received": len(frames),
+        "lost": sum(len(expected - s.seqs) for s in subscribers),
+        "duplicates": sum(len(s.frames) - len(s.seqs) for s in subscribers),
+        "subscribers_out_of_order": sum(
+            any(a[0] >= b[0] for a, b in zip(s.frames, s.frames[1:])) for s in subscribers
+        ),
+        "frames_from_database": sum(not live for _, _, live in frames),  # gap fills
+        "error_frames": dict(Counter(code for s in subscribers for code in s.error_codes)),
+        "closed": dict(Counter(s.close_code for s in subscribers if s.close_code is not None)),
+        "delivered_per_s": len(frames) / (last_received - first_sent) if last_received > first_sent else None,
+        "latency_ms": latency_summary(latencies),
+        "commit_to_frame_ms": latency_summary(sorted(commit_to_frame(subscribers, sent_at))),
+    }
+
+
+def commit_to_frame(subscribers: list[Received], sent_at: dict[int, float]) -> list[float]:
+    """Seconds from each message's created_at to each receipt of its frame. CLOCK_MONOTONIC is one clock for
+    every process of this machine; the wall clock's offset to it is taken once (a run lasts seconds)."""
+    offset = time.time() - time.monotonic()
+    created: dict[int, float] = {}
+    for subscriber in subscribers:
+        for seq, at in subscriber.created_at.items():
+            if seq in sent_at and seq not in created and at:
+                created[seq] = datetime.fromisoformat(at).timestamp() - offset
+    return [at - created[seq] for s in subscribers for seq, at, _ in s.frames if seq in created]
+
+
+class LoopLag:
+    """How late this process's event loop wakes a task that sleeps `interval` s: near 0 while the loop keeps
+    up; milliseconds when receiving, parsing or posting hold it (then the client, not the server, adds to
+    what it measures)."""
+
+    def __init__(self, interval: float = 0.01) -> None:
+        self.interval, self.lags = interval, []
+        self.task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            before = time.monotonic()
+            await asyncio.sleep(self.interval)
+            self.lags.append(time.monotonic() - before - self.interval)
+
+    def reset(self) -> None:
+        self.lags = []
+
+    def summary(self) -> dict[str, float | None]:
+        return latency_summary(sorted(self.lags))
+
+    def stop(self) -> None:
+        self.task.cancel()

@@ -1,34 +1,74 @@
 """Scenario 3, end-to-end latency: POST -> websocket frame at steady rates, 100 subscribers on the chat.
 
 The whole path: HTTP -> database + outbox -> relay -> Kafka -> forwarder -> Redis -> daphne -> 100 clients.
-Posts leave on a fixed schedule over a pool of keep-alive connections: 5/s first (the pipeline's floor,
-with the machine nearly idle), then 50/s (the target) and 200/s. The rate achieved is reported too: when
-every connection waits for an answer, posts leave late. A frame's latency is its receive time minus its
-POST's send time, matched by seq, on one clock. Every subscriber must see
-every posted seq exactly once: lost and duplicates are counted per subscriber. The baseline is the HTTP
-response time of the same POSTs: what the write itself takes, before the event travels.
+Posts leave on a fixed schedule over a pool of keep-alive connections (open loop: a slow server makes
+requests queue, as it would with many real clients, instead of slowing the schedule): 5/s first (the
+pipeline's floor, with the machine nearly idle), then 50/s (the target), 100/s and 200/s. The rate achieved
+is reported too: when every connection waits for an answer, posts leave late. A frame's latency is its
+receive time minus its POST's send time, matched by seq; commit -> frame is from the message's `created_at`
+(stamped in the committing transaction) to the same receive time, the pipeline apart from the POST. Every
+subscriber must see every posted seq exactly once: lost and duplicates are counted per subscriber. The
+baseline is the HTTP response time of the same POSTs: what the write itself takes, before the event travels.
+
+The clients run in processes of their own (bench/scenarios/latency_clients.py: SUBSCRIBER_PROCESSES for the
+sockets, one for the POSTs), so the bench measures the service, not its own event loop; their CPU and how
+late their event loops ran are reported with every run ("clients" in the results).
 """
 
 from __future__ import annotations
 
-import asyncio
-
-from bench.httpclient import Connection, Response, post_paced
+from bench.httpclient import Connection, post_paced
+from bench.scenarios.latency_clients import ClientProcess
 from bench.seed import chat_stream_urls, create_chat, token_for, tokens_for
 from bench.stack import Stack, cpu_usage
 from bench.stats import latency_summary
-from bench.wsclient import Audience
+from bench.wsclient import Audience, Received, deliveries
 
 SUBSCRIBERS = 100
-RATES = ((5, 4.0), (50, 8.0), (200, 4.0))  # (posts per second, seconds)
+SUBSCRIBER_PROCESSES = 2  # 50 sockets each: a core's worth of headroom for the receivers
+RATES = ((5, 4.0), (50, 8.0), (100, 4.0), (200, 4.0))  # (posts per second, seconds)
 POSTERS = 64  # keep-alive connections the poster may use at once: many clients, as in a busy chat
 FIRST_EVENT_CAP = 60.0  # seconds for the warm-up post to reach everyone (the pipeline may still be busy)
 IDLE_CAP, DRAIN_CAP = 5.0, 30.0  # after the last post, stop waiting after IDLE_CAP s without a frame or DRAIN_CAP s in all
 
 
+def run_phase(stack: Stack, subscribers: list[ClientProcess], poster: ClientProcess, path: str,
+                     rate: float | None, count: int, idle: float, cap: float, connections: int = POSTERS) -> dict:
+    """`count` posts at `rate`, then wait until everyone got them; returns what arrived and how fast."""
+    for process in subscribers:
+        process.call({"cmd": "reset"})
+    payloads = [{"text": f"at {rate}/s, message {i}"} for i in range(count)]
+    pids = {**stack.pids(), "subscribers": [p.pid for p in subscribers], "poster": [poster.pid]}
+    with cpu_usage(pids) as cpu:
+        posts = poster.call({"cmd": "post", "path": path, "payloads": payloads, "rate": rate, "connections": connections})
+        responses = posts["responses"]  # [status, seq, sent_at, seconds]
+        sent_at = {seq: sent for status, seq, sent, _ in responses if status == 201}
+        for process in subscribers:
+            process.send({"cmd": "wait", "messages": len(sent_at), "idle": idle, "cap": cap})
+        received = [process.receive() for process in subscribers]
+    ended_by = sorted({r["ended_by"] for r in received})
+    return {
+        "rate": rate,
+        "posts_failed": count - len(sent_at),
+        "achieved_rate": achieved_rate([sent for _, _, sent, _ in responses]),
+        "behind_schedule_max_ms": posts["behind_schedule_max_ms"] if rate else None,
+        "http_latency_ms": latency_summary(sorted(seconds for status, _, _, seconds in responses if status == 201)),
+        **deliveries([Received.from_json(s) for r in received for s in r["subscribers"]], sent_at),
+        "ended_by": ended_by[0] if len(ended_by) == 1 else ", ".join(ended_by),
+        "cpu_percent": cpu,
+        "clients": {
+            "processes": {"subscribers": len(subscribers), "poster": 1},
+            "cpu_percent": {"subscribers": cpu["subscribers"], "poster": cpu["poster"], "bench": cpu["bench"]},
+            "loop_lag_ms": {"subscribers_max": max(r["loop_lag_ms"]["max"] or 0 for r in received),
+                            "subscribers_p99": max(r["loop_lag_ms"]["p99"] or 0 for r in received),
+                            "poster_max": posts["loop_lag_ms"]["max"], "poster_p99": posts["loop_lag_ms"]["p99"]},
+        },
+    }
+
+
 async def post_and_receive(stack: Stack, audience: Audience, posters: list[Connection], path: str,
                            rate: float | None, count: int, idle: float, cap: float) -> dict:
-    """`count` posts at `rate`, then wait until everyone got them; returns what arrived and how fast."""
+    """In this process (scenario 4's fan-out burst): `count` posts at `rate`, then wait until everyone got them."""
     audience.reset()
     payloads = [{"text": f"at {rate}/s, message {i}"} for i in range(count)]
     with cpu_usage(stack.pids()) as cpu:
@@ -38,7 +78,7 @@ async def post_and_receive(stack: Stack, audience: Audience, posters: list[Conne
     return {
         "rate": rate,
         "posts_failed": count - len(sent_at),
-        "achieved_rate": achieved_rate(posts.responses),
+        "achieved_rate": achieved_rate([r.sent_at for r in posts.responses]),
         "behind_schedule_max_ms": posts.behind_schedule_max_ms if rate else None,
         "http_latency_ms": latency_summary(sorted(r.seconds for r in posts.responses if r.status == 201)),
         **audience.deliveries(sent_at),
@@ -47,31 +87,35 @@ async def post_and_receive(stack: Stack, audience: Audience, posters: list[Conne
     }
 
 
-def achieved_rate(responses: list[Response]) -> float | None:
+def achieved_rate(sent: list[float]) -> float | None:
     """Posts per second as they actually left, first to last."""
-    sent = sorted(response.sent_at for response in responses)
+    sent = sorted(sent)
     return round((len(sent) - 1) / (sent[-1] - sent[0]), 1) if len(sent) > 1 and sent[-1] > sent[0] else None
 
 
-async def scenario(stack: Stack, chat_id: str, writer: str, readers: list[str]) -> list[dict]:
-    audience = await Audience.connect(chat_stream_urls(stack, chat_id, readers))
-    posters = [Connection("127.0.0.1", stack.port, writer) for _ in range(POSTERS)]
-    path = f"/api/chats/{chat_id}/messages/"
+def scenario(stack: Stack, chat_id: str, writer: str, readers: list[str]) -> list[dict]:
+    urls = chat_stream_urls(stack, chat_id, readers)
+    subscribers: list[ClientProcess] = []
+    poster = None
     try:
-        warmup = await post_and_receive(stack, audience, posters[:1], path, None, 1, FIRST_EVENT_CAP, FIRST_EVENT_CAP)
+        for n in range(SUBSCRIBER_PROCESSES):
+            subscribers.append(ClientProcess("subscribe", {"urls": urls[n::SUBSCRIBER_PROCESSES]}))
+        poster = ClientProcess("post", {"host": "127.0.0.1", "port": stack.port, "token": writer, "connections": POSTERS})
+        path = f"/api/chats/{chat_id}/messages/"
+        warmup = run_phase(stack, subscribers, poster, path, None, 1, FIRST_EVENT_CAP, FIRST_EVENT_CAP, 1)
         if warmup["lost"]:
             raise RuntimeError(f"the warm-up message did not reach every subscriber: {warmup}")
         return [
-            {**await post_and_receive(stack, audience, posters, path, rate, round(rate * seconds), IDLE_CAP, DRAIN_CAP),
+            {**run_phase(stack, subscribers, poster, path, rate, round(rate * seconds), IDLE_CAP, DRAIN_CAP),
              "seconds": seconds}
             for rate, seconds in RATES
         ]
     finally:
-        await asyncio.gather(*(poster.close() for poster in posters))
-        await audience.close()
+        for process in [*subscribers, *([poster] if poster else [])]:
+            process.close()
 
 
 def run(stack: Stack) -> dict:
     writer, readers = token_for("bench-latency-writer"), tokens_for("bench-latency-reader", SUBSCRIBERS)
     chat_id = create_chat(stack, writer, "latency")
-    return {"runs": asyncio.run(scenario(stack, chat_id, writer, readers))}
+    return {"runs": scenario(stack, chat_id, writer, readers), "subscriber_processes": SUBSCRIBER_PROCESSES}

@@ -114,9 +114,12 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
         # nothing back; its socket lease expires instead, see chats.live.socket_slots.)
         try:
             await super().__call__(scope, receive, send)
-        except (RedisError, OSError) as error:
+        except (RedisError, OSError, RuntimeError) as error:
             # Channels opens this socket's channel on the layer before the handshake is even read; with
             # Redis away that fails outside websocket_connect, and daphne would answer the handshake 500.
+            # RuntimeError too: just after a Redis restart, channels-redis's receive task and this
+            # subscription can both reconnect the layer's one pub/sub connection, and asyncio refuses the
+            # second reader ("readuntil() called while another coroutine is already waiting").
             if getattr(self, "accepted", False):
                 raise
             logger.warning("socket refused while Redis is unavailable: %s", error)

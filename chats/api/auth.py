@@ -14,12 +14,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from chats.api.addresses import client_ip
 from chats.api.throttling import (
     LoginLocked,
     RegisterRateThrottle,
     WriteRateThrottle,
     begin_login,
-    client_ip,
 )
 
 USERNAME_TAKEN = "This username is taken."

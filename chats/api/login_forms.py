@@ -9,7 +9,8 @@ from django import forms
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.forms import AuthenticationForm
 
-from chats.api.throttling import LoginLocked, begin_login, client_ip
+from chats.api.addresses import client_ip
+from chats.api.throttling import LoginLocked, begin_login
 
 
 class LoginLimitMixin:

@@ -8,23 +8,13 @@ without proxy headers), never X-Forwarded-For: a client chooses that header.
 from __future__ import annotations
 
 import ipaddress
-from functools import lru_cache
 
-from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.views.decorators.csrf import csrf_exempt
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
+from chats.api.addresses import networks
 from chats.runtime.metrics import expose_outbox_backlog
-
-
-@lru_cache(maxsize=4)
-def allowed_networks(entries: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
-    try:
-        return tuple(ipaddress.ip_network(entry, strict=False) for entry in entries)
-    except ValueError as error:
-        raise ImproperlyConfigured(f"METRICS_ALLOWED_IPS: {error}") from None
 
 
 def may_read_metrics(remote_addr: str | None) -> bool:
@@ -36,7 +26,7 @@ def may_read_metrics(remote_addr: str | None) -> bool:
         address = address.ipv4_mapped
     if address.is_loopback:
         return True
-    return any(address in network for network in allowed_networks(tuple(settings.METRICS_ALLOWED_IPS)))
+    return any(address in network for network in networks("METRICS_ALLOWED_IPS"))
 
 
 @csrf_exempt  # it writes nothing; and a refused POST must get the same 404 as a GET

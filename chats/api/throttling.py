@@ -20,20 +20,19 @@ failing with 500 (Django's RedisCache raises ConnectionError when Redis is away)
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import logging
 import threading
 import time
 import zlib
 from dataclasses import dataclass
-from functools import lru_cache
 
 import redis
 from django.conf import settings
 from django.core.cache import cache
-from django.core.exceptions import ImproperlyConfigured
 from rest_framework.permissions import SAFE_METHODS
 from rest_framework.throttling import SimpleRateThrottle
+
+from chats.api.addresses import client_ip
 
 logger = logging.getLogger(__name__)
 
@@ -41,55 +40,6 @@ clock = time.time  # a module attribute, so that tests can hold the time still
 
 # What the cache raises when its server is away: redis-py's errors, or a socket's.
 STORE_ERRORS = (redis.exceptions.RedisError, OSError)
-
-IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-
-# --- the client's address ---------------------------------------------------------------------------
-
-
-@lru_cache(maxsize=8)
-def _trusted_networks(entries: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
-    try:
-        return tuple(ipaddress.ip_network(entry, strict=False) for entry in entries)
-    except ValueError as error:
-        raise ImproperlyConfigured(f"CHAT_TRUSTED_PROXIES: {error}") from None
-
-
-def _parse(address: str) -> IpAddress | None:
-    try:
-        return ipaddress.ip_address(address.strip())
-    except ValueError:
-        return None
-
-
-def client_ip(request) -> str:
-    """The address of the client that sent `request` (a Django or DRF request).
-
-    REMOTE_ADDR, unless it is a trusted proxy (CHAT_TRUSTED_PROXIES): then X-Forwarded-For is read from the
-    right, skipping the trusted proxies that appended to it, and the first address that is not one is the
-    client. Everything left of that came from the client and may be forged. An entry that is not an address
-    stops the walk at the proxy that reported it.
-    """
-    remote = request.META.get("REMOTE_ADDR", "")
-    networks = _trusted_networks(tuple(getattr(settings, "CHAT_TRUSTED_PROXIES", ())))
-
-    def trusted(address: IpAddress | None) -> bool:
-        return address is not None and any(address in network for network in networks)
-
-    hop = _parse(remote)
-    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
-    if not trusted(hop) or not forwarded:
-        return remote
-    for entry in reversed(forwarded.split(",")):
-        address = _parse(entry)
-        if address is None:
-            break
-        hop = address
-        if not trusted(hop):
-            break
-    return str(hop)
-
 
 # --- counting ---------------------------------------------------------------------------------------
 

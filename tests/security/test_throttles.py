@@ -13,7 +13,8 @@ from rest_framework.test import APIClient
 
 from chats.adapters import participant_of
 from chats.api import throttling
-from chats.api.throttling import RegisterRateThrottle, WriteRateThrottle, client_ip
+from chats.api.addresses import client_ip
+from chats.api.throttling import RegisterRateThrottle, WriteRateThrottle
 from chats.bootstrap import mediator
 from chats.runtime.embedded import free_port, start_redis
 from messaging_domain.commands import CreateChatCommand

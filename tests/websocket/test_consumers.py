@@ -5,7 +5,6 @@ import json
 import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
-from rest_framework.authtoken.models import Token
 
 from chatproject.asgi import application
 from chats.adapters import participant_of
@@ -27,16 +26,6 @@ def no_position_checks(settings):
     """These tests follow live frames and their gap fills; the position checks have tests of their own
     (test_lost_frames.py) and would otherwise fill a frame a slow test run delivers late."""
     settings.CHAT_WS_POSITION_CHECK_SECONDS = 3600
-
-
-@pytest.fixture
-def token(ann):
-    return Token.objects.create(user=ann).key
-
-
-@pytest.fixture
-def chat(ann):
-    return mediator.handle_command(CreateChatCommand(title="Lunch", owner=participant_of(ann)))
 
 
 @sync_to_async

@@ -7,29 +7,17 @@ checks of chats.live.positions alone.
 
 import pytest
 from asgiref.sync import sync_to_async
-from rest_framework.authtoken.models import Token
 
 from chats.adapters import participant_of
 from chats.bootstrap import mediator
 from chats.live.socket_slots import SocketSlots
 from messaging_domain.commands import (
-    CreateChatCommand,
     CreateMessageCommand,
     DeleteChatCommand,
 )
 from tests.websocket.test_consumers import assert_closed_with, connect
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def token(ann):
-    return Token.objects.create(user=ann).key
-
-
-@pytest.fixture
-def chat(ann):
-    return mediator.handle_command(CreateChatCommand(title="Quiet", owner=participant_of(ann)))
 
 
 @pytest.fixture(autouse=True)

@@ -1,9 +1,11 @@
-"""Reading a process's metrics and logs from the outside, as Prometheus and a log shipper would."""
+"""Reading a process's metrics and logs from the outside, as Prometheus and a log shipper would; a user to act as."""
 
 import json
 import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
+
+from tests.helpers import http_json
 
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -41,3 +43,15 @@ def json_lines(output: str) -> list[dict]:
         assert isinstance(parsed, dict), line
         lines.append(parsed)
     return lines
+
+
+PASSWORD = "correct-horse-battery-9"
+
+
+def ann_with_a_chat(base: str) -> tuple[str, dict]:
+    """Registers ann on a running server and creates a chat for her: her token and the chat."""
+    status, body = http_json(base, "POST", "/api/auth/register/", {"username": "ann", "password": PASSWORD})
+    assert status == 201, body
+    status, chat = http_json(base, "POST", "/api/chats/", {"title": "Lunch"}, body["token"])
+    assert status == 201, chat
+    return body["token"], chat

@@ -12,10 +12,9 @@ from rest_framework.test import APIClient
 
 from chats.pipeline.wire import group_message, parse_envelope
 from chats.runtime.embedded import free_port
-from tests.helpers import http_json, serving, started
-from tests.operations.support import json_lines
+from tests.helpers import serving, started
+from tests.operations.support import ann_with_a_chat, json_lines
 
-PASSWORD = "correct-horse-battery-9"
 FIRST_EVENT_TIMEOUT = 60
 
 
@@ -87,11 +86,7 @@ def test_with_json_logs_one_message_is_followed_by_its_ids_from_its_post_through
     forwarder = worker("forward_events", **json_debug)
     started(relay, lambda: "connected to Kafka" in relay.output(), "the relay")
     started(forwarder, lambda: "connected to Kafka" in forwarder.output(), "the forwarder")
-    status, body = http_json(base, "POST", "/api/auth/register/", {"username": "ann", "password": PASSWORD})
-    assert status == 201, body
-    token = body["token"]
-    status, chat = http_json(base, "POST", "/api/chats/", {"title": "Lunch"}, token)
-    assert status == 201, chat
+    token, chat = ann_with_a_chat(base)
     request_id = "follow-me.42"
 
     async def scenario() -> dict:

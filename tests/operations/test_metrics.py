@@ -15,9 +15,8 @@ from chats.models import OutboxEvent
 from chats.runtime.embedded import free_port
 from messaging_domain.commands import CreateChatCommand, CreateMessageCommand
 from tests.helpers import http_json, serving, started, wait_until
-from tests.operations.support import scrape
+from tests.operations.support import ann_with_a_chat, scrape
 
-PASSWORD = "correct-horse-battery-9"
 FIRST_EVENT_TIMEOUT = 60  # the forwarder joins its consumer group a few seconds after it connects
 
 
@@ -66,11 +65,7 @@ def test_a_web_process_reports_the_backlog_its_sockets_frames_and_the_commit_to_
     serving(worker, port)
     forwarder = worker("forward_events")
     started(forwarder, lambda: "connected to Kafka" in forwarder.output(), "the forwarder")
-    status, body = http_json(base, "POST", "/api/auth/register/", {"username": "ann", "password": PASSWORD})
-    assert status == 201, body
-    token = body["token"]
-    status, chat = http_json(base, "POST", "/api/chats/", {"title": "Lunch"}, token)
-    assert status == 201, chat
+    token, chat = ann_with_a_chat(base)
 
     # No relay yet: the chat's event waits in the outbox, and the web process says so.
     before = scrape(f"{base}/metrics")

@@ -83,7 +83,7 @@ def started(worker, ready, what: str):
     return worker
 
 
-def serving(worker, port: int, **env: str):
+def serving(worker, port: int, *args: str, **env: str):
     """`manage.py serve` on `port` (as `runstack` starts it), once daphne listens; several may share a port."""
-    web = worker("serve", "--port", str(port), **env)
+    web = worker("serve", "--port", str(port), *args, **env)
     return started(web, lambda: "Listening on TCP address" in web.output(), f"daphne to listen on {port}")

@@ -141,8 +141,12 @@ def expose_outbox_backlog(close_connection: bool) -> None:
             REGISTRY.register(_outbox_collector)
 
 
+# `serve --metrics-port` hands the address to the daphne process it becomes (chats.runtime.webserver).
+ADDRESS_VARIABLE = "CHAT_METRICS_ADDRESS"
+
+
 def add_arguments(parser) -> None:
-    """`--metrics-port` and `--metrics-host` of the workers' commands."""
+    """`--metrics-port` and `--metrics-host` of the commands (serve, relay_outbox, forward_events)."""
     from chats.runtime.arguments import positive_int
 
     parser.add_argument(

@@ -34,6 +34,8 @@ from daphne import server  # isort:skip
 import io
 import json
 import logging
+import os
+import sys
 from http import HTTPStatus
 
 from daphne import cli, http_protocol, ws_protocol
@@ -41,6 +43,7 @@ from django.conf import settings
 from twisted.internet import reactor
 from twisted.web.http import RESPONSES
 
+from chats.runtime import metrics
 from chats.runtime.logs import access_log
 
 logger = logging.getLogger("chats.runtime.webserver")
@@ -197,5 +200,18 @@ class CommandLineInterface(cli.CommandLineInterface):
     server_class = Server
 
 
+def serve_metrics(address: str) -> None:
+    """`serve --metrics-port`: this process's metrics on a port of its own, served by a daemon thread."""
+    host, _, port = address.rpartition(":")
+    metrics.expose_outbox_backlog(close_connection=True)  # scrapes come on threads Django does not close
+    try:
+        metrics.start_http_server(int(port), addr=host)
+    except OSError as error:
+        sys.exit(f"--metrics-port {port}: cannot listen on {host}:{port}: {error}")
+    logger.info("metrics at http://%s:%s/metrics", host, port)
+
+
 if __name__ == "__main__":
+    if os.environ.get(metrics.ADDRESS_VARIABLE):
+        serve_metrics(os.environ[metrics.ADDRESS_VARIABLE])
     CommandLineInterface.entrypoint()

@@ -154,3 +154,25 @@ def test_the_relay_and_the_forwarder_report_sends_the_backlog_and_records_by_out
     assert all(sample.value >= 0 for sample in lag.samples)
 
     assert relay.stop() == 0 and forwarder.stop() == 0, relay.output() + forwarder.output()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_web_processes_sharing_a_port_can_each_be_scraped_on_a_metrics_port_of_their_own(channel_layer, worker):
+    port, metrics_ports = free_port(), [free_port(), free_port()]
+    for metrics_port in metrics_ports:
+        serving(worker, port, "--metrics-port", str(metrics_port))
+    token, chat = ann_with_a_chat(f"http://127.0.0.1:{port}")
+
+    async def open_sockets_and_scrape() -> list[float]:
+        sockets = [await websockets.connect(f"ws://127.0.0.1:{port}/ws/chats/{chat['id']}/?token={token}",
+                                            proxy=None) for _ in range(6)]
+        for ws in sockets:  # each socket answers once it is accepted, and counted
+            await ws.send('{"type": "ping"}')
+            assert json.loads(await asyncio.wait_for(ws.recv(), 10)) == {"type": "pong"}
+        scrapes = [await asyncio.to_thread(scrape, f"http://127.0.0.1:{p}/metrics") for p in metrics_ports]
+        for ws in sockets:
+            await ws.close()
+        return [s.value("chat_ws_open_sockets", kind="chat") for s in scrapes]
+
+    per_process = asyncio.run(open_sockets_and_scrape())
+    assert sum(per_process) == 6  # every socket counted once, by the process that holds it

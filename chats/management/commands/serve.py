@@ -16,6 +16,7 @@ import sys
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from chats.runtime import metrics
 from chats.runtime.arguments import positive_int
 
 LISTEN_BACKLOG = 1024  # connections the kernel queues per process while daphne is busy
@@ -48,10 +49,16 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
         parser.add_argument("--port", type=positive_int, default=os.environ.get("PORT", "8000"))
+        # Processes sharing a port answer GET /metrics in turn, as the kernel picks; a port of its own lets
+        # each one be scraped.
+        metrics.add_arguments(parser)
 
-    def handle(self, *args, host, port, **options):
-        if port > 65535:
-            raise CommandError(f"--port {port}: a port is at most 65535")
+    def handle(self, *args, host, port, metrics_port, metrics_host, **options):
+        for flag, value in (("--port", port), ("--metrics-port", metrics_port)):
+            if value is not None and value > 65535:
+                raise CommandError(f"{flag} {value}: a port is at most 65535")
+        if metrics_port is not None:
+            os.environ[metrics.ADDRESS_VARIABLE] = f"{metrics_host}:{metrics_port}"  # for daphne's process (execv)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         try:
             listener = socket.create_server((host, port), family=family, backlog=LISTEN_BACKLOG, reuse_port=True)

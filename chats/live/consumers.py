@@ -44,6 +44,11 @@ CLOSE_CHAT_DELETED = 4410
 CLOSE_TOO_MANY = 4429  # frames too fast, or too many sockets for one user
 CLOSE_TRY_AGAIN = 1013  # the standard "try again later": Redis (socket counts, the channel layer) is away
 UNAVAILABLE = "The service is briefly unavailable; reconnect."
+# What the channel layer and the socket counts raise while Redis is away or restarting. RuntimeError too: just
+# after a restart, channels-redis's receive task and a new subscription can both reconnect the layer's one
+# pub/sub connection, and asyncio refuses the second reader ("readuntil() called while another coroutine is
+# already waiting").
+LAYER_ERRORS = (RedisError, OSError, RuntimeError)
 
 REPLAY_PAGE = 500
 # Past this many frames behind (queued in this process, or missing upstream), the client is told to
@@ -114,12 +119,9 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
         # nothing back; its socket lease expires instead, see chats.live.socket_slots.)
         try:
             await super().__call__(scope, receive, send)
-        except (RedisError, OSError, RuntimeError) as error:
+        except LAYER_ERRORS as error:
             # Channels opens this socket's channel on the layer before the handshake is even read; with
             # Redis away that fails outside websocket_connect, and daphne would answer the handshake 500.
-            # RuntimeError too: just after a Redis restart, channels-redis's receive task and this
-            # subscription can both reconnect the layer's one pub/sub connection, and asyncio refuses the
-            # second reader ("readuntil() called while another coroutine is already waiting").
             if getattr(self, "accepted", False):
                 raise
             logger.warning("socket refused while Redis is unavailable: %s", error)
@@ -164,7 +166,7 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
         # come back (1013) instead of getting a bare HTTP 500 for the handshake.
         try:
             await super().websocket_connect(message)
-        except (RedisError, OSError) as error:
+        except LAYER_ERRORS as error:
             logger.warning("socket refused while Redis is unavailable: %s", error)
             await self.reject(CLOSE_TRY_AGAIN, "unavailable", UNAVAILABLE)
 

@@ -59,3 +59,9 @@ chaos-short: install
 
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache
+
+# Issue 13's capacity curve: the highest rate holding p99 POST -> frame <= 100 ms, 0 lost, 0 duplicates, per
+# web processes x subscribers (and PostgreSQL with DATABASE_URL); bench/results/capacity.{md,json}. CAPACITY_ARGS=--quick: 100 subscribers only.
+.PHONY: capacity
+capacity: install
+	$(PY) bench/capacity.py $(CAPACITY_ARGS)

@@ -93,7 +93,10 @@ def achieved_rate(sent: list[float]) -> float | None:
     return round((len(sent) - 1) / (sent[-1] - sent[0]), 1) if len(sent) > 1 and sent[-1] > sent[0] else None
 
 
-def scenario(stack: Stack, chat_id: str, writer: str, readers: list[str]) -> list[dict]:
+def scenario(stack: Stack, chat_id: str, writer: str, readers: list[str],
+             rates: tuple[tuple[float, float], ...] = RATES, keep_going=None) -> list[dict]:
+    """Every (rate, seconds) of `rates` in turn on one set of client processes; `keep_going(run)` returning
+    False stops after that run (bench/capacity.py climbs until the objective fails)."""
     urls = chat_stream_urls(stack, chat_id, readers)
     subscribers: list[ClientProcess] = []
     poster = None
@@ -105,11 +108,13 @@ def scenario(stack: Stack, chat_id: str, writer: str, readers: list[str]) -> lis
         warmup = run_phase(stack, subscribers, poster, path, None, 1, FIRST_EVENT_CAP, FIRST_EVENT_CAP, 1)
         if warmup["lost"]:
             raise RuntimeError(f"the warm-up message did not reach every subscriber: {warmup}")
-        return [
-            {**run_phase(stack, subscribers, poster, path, rate, round(rate * seconds), IDLE_CAP, DRAIN_CAP),
-             "seconds": seconds}
-            for rate, seconds in RATES
-        ]
+        runs = []
+        for rate, seconds in rates:
+            runs.append({**run_phase(stack, subscribers, poster, path, rate, round(rate * seconds), IDLE_CAP, DRAIN_CAP),
+                         "seconds": seconds})
+            if keep_going is not None and not keep_going(runs[-1]):
+                break
+        return runs
     finally:
         for process in [*subscribers, *([poster] if poster else [])]:
             process.close()

@@ -18,6 +18,7 @@ from typing import Any
 from rest_framework.fields import DateTimeField
 
 from chats.json_input import parse_json
+from chats.runtime.logs import sane_request_id
 from chats.serializers import represent_chat, represent_message
 from messaging_domain.events import (
     ChatDeletedEvent,
@@ -93,6 +94,8 @@ def parse_envelope(value: bytes | None) -> dict[str, Any]:
         isinstance(payload.get("seq"), int) and payload["seq"] > 0 and payload.get("chat_id") == parsed["chat_id"]
     ):
         raise InvalidEnvelope("message.created needs a positive integer seq and the envelope's chat_id")
+    if "request_id" in parsed:  # optional; kept only if sane, as an HTTP header's would be (it goes into logs)
+        parsed["request_id"] = sane_request_id(parsed["request_id"])
     return parsed
 
 
@@ -134,7 +137,7 @@ def group_message(envelope: dict[str, Any]) -> dict[str, Any]:
         "frame": render(event_frame(envelope)),
         "event_id": envelope["event_id"],
         "chat_id": envelope["chat_id"],
-        "request_id": envelope.get("request_id") if isinstance(envelope.get("request_id"), str) else None,
+        "request_id": envelope.get("request_id"),
         "occurred_at": _timestamp(envelope["occurred_at"]),
     }
 

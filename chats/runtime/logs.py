@@ -46,7 +46,7 @@ def event_fields(envelope: dict[str, Any]) -> dict[str, Any]:
     return {
         "event_id": envelope.get("event_id"),
         "chat_id": envelope.get("chat_id"),
-        "request_id": sane_request_id(envelope.get("request_id")),
+        "request_id": envelope.get("request_id"),
     }
 
 

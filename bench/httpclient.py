@@ -16,6 +16,17 @@ from typing import Any
 
 
 @dataclass
+def parse_head(head: bytes) -> tuple[int, dict[str, str]]:
+    """An HTTP/1.1 response's status and headers (names lowercased) from its head, up to the blank line."""
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in lines:
+        if line:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+    return int(status_line.split()[1]), headers
+
+
 class Response:
     status: int
     body: bytes
@@ -40,7 +51,7 @@ class Connection:
         head = f"POST {path} HTTP/1.1\r\n{self.headers}Content-Length: {len(body)}\r\n\r\n".encode()
         sent_at = time.monotonic()
         self.writer.write(head + body)
-        status, headers = self._parse_head(await self.reader.readuntil(b"\r\n\r\n"))
+        status, headers = parse_head(await self.reader.readuntil(b"\r\n\r\n"))
         if "content-length" not in headers:
             raise RuntimeError(f"POST {path}: response {status} has no Content-Length; this client needs one")
         content = await self.reader.readexactly(int(headers["content-length"]))
@@ -52,16 +63,6 @@ class Connection:
         if self.writer is not None:
             self.writer.close()
             self.reader = self.writer = None
-
-    @staticmethod
-    def _parse_head(head: bytes) -> tuple[int, dict[str, str]]:
-        status_line, *lines = head.decode("latin-1").split("\r\n")
-        headers = {}
-        for line in lines:
-            if line:
-                name, _, value = line.partition(":")
-                headers[name.strip().lower()] = value.strip()
-        return int(status_line.split()[1]), headers
 
 
 @dataclass

@@ -24,6 +24,8 @@ from typing import Any
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from bench.httpclient import parse_head
+
 STOP_FOR_GOOD = {4401: "unauthenticated", 4404: "chat not found", 4410: "chat deleted"}
 
 
@@ -57,14 +59,7 @@ class HttpConnection:
                  "Content-Type: application/json", f"Content-Length: {len(body)}"]
         lines += [f"{name}: {value}" for name, value in headers.items()]
         self.writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
-        head = await self.reader.readuntil(b"\r\n\r\n")
-        status_line, *header_lines = head.decode("latin-1").split("\r\n")
-        response_headers = {}
-        for line in header_lines:
-            if line:
-                name, _, value = line.partition(":")
-                response_headers[name.strip().lower()] = value.strip()
-        status = int(status_line.split()[1])
+        status, response_headers = parse_head(await self.reader.readuntil(b"\r\n\r\n"))
         if "content-length" not in response_headers:
             raise ValueError(f"response {status} without Content-Length")
         content = await self.reader.readexactly(int(response_headers["content-length"]))

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 
 
-@dataclass
 def parse_head(head: bytes) -> tuple[int, dict[str, str]]:
     """An HTTP/1.1 response's status and headers (names lowercased) from its head, up to the blank line."""
     status_line, *lines = head.decode("latin-1").split("\r\n")
@@ -27,6 +26,7 @@ def parse_head(head: bytes) -> tuple[int, dict[str, str]]:
     return int(status_line.split()[1]), headers
 
 
+@dataclass
 class Response:
     status: int
     body: bytes

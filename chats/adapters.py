@@ -5,17 +5,18 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
+from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 
 from chats import models
 from chats.pipeline.outbox_wakeup import announce_outbox_rows
 from chats.pipeline.wire import envelope
 from chats.runtime import logs
-from messaging_domain.entities import Chat, Message
+from messaging_domain.entities import Chat, Membership, Message
 from messaging_domain.events import Event
 from messaging_domain.exceptions import ChatTitleTaken, IdempotencyKeyReused
-from messaging_domain.ports import ChatRepository, MessageRepository, UnitOfWork
-from messaging_domain.values import Participant, Text, Title
+from messaging_domain.ports import ChatRepository, MembershipRepository, MessageRepository, UnitOfWork, UserDirectory
+from messaging_domain.values import Participant, Role, Text, Title, Visibility
 
 
 def participant_of(user: Any) -> Participant:
@@ -29,6 +30,18 @@ def chat_from_row(row: models.Chat) -> Chat:
         owner=participant_of(row.owner),
         created_at=row.created_at,
         last_seq=row.last_seq,
+        visibility=Visibility(row.visibility),
+        member_count=row.member_count,
+    )
+
+
+def membership_from_row(row: models.Membership) -> Membership:
+    return Membership(
+        chat_id=row.chat_id,
+        user=participant_of(row.user),
+        role=Role(row.role),
+        joined_at=row.joined_at,
+        last_read_seq=row.last_read_seq,
     )
 
 
@@ -60,6 +73,8 @@ class DjangoChatRepository(ChatRepository):
                     owner_id=chat.owner.id,
                     created_at=chat.created_at,
                     last_seq=chat.last_seq,
+                    visibility=chat.visibility.value,
+                    member_count=chat.member_count,
                 )
         except IntegrityError as error:
             raise ChatTitleTaken(f"A chat titled {chat.title.value!r} already exists.") from error
@@ -71,8 +86,12 @@ class DjangoChatRepository(ChatRepository):
         rows = models.Chat.objects.select_for_update(of=("self",)).select_related("owner").filter(pk=chat_id)[:1]
         return next((chat_from_row(row) for row in rows), None)
 
+    def _get(self, chat_id: UUID) -> Chat | None:
+        rows = models.Chat.objects.select_related("owner").filter(pk=chat_id)[:1]
+        return next((chat_from_row(row) for row in rows), None)
+
     def save(self, chat: Chat) -> None:
-        models.Chat.objects.filter(pk=chat.id).update(last_seq=chat.last_seq)
+        models.Chat.objects.filter(pk=chat.id).update(last_seq=chat.last_seq, member_count=chat.member_count)
 
     def remove(self, chat: Chat) -> None:
         models.Chat.objects.filter(pk=chat.id).delete()
@@ -110,12 +129,54 @@ class DjangoMessageRepository(MessageRepository):
         return None if row is None else message_from_row(row)
 
 
+class DjangoMembershipRepository(MembershipRepository):
+    def _rows(self, chat_id: UUID, user_id: int):
+        return models.Membership.objects.select_related("user").filter(chat_id=chat_id, user_id=user_id)[:1]
+
+    def get(self, chat_id: UUID, user_id: int) -> Membership | None:
+        return next((membership_from_row(row) for row in self._rows(chat_id, user_id)), None)
+
+    def get_for_update(self, chat_id: UUID, user_id: int) -> Membership | None:
+        rows = self._rows(chat_id, user_id).select_for_update(of=("self",))
+        return next((membership_from_row(row) for row in rows), None)
+
+    def add(self, membership: Membership) -> None:
+        # Under the chat's lock, so never a duplicate; the unique constraint is the last word if it were.
+        models.Membership.objects.create(
+            chat_id=membership.chat_id,
+            user_id=membership.user.id,
+            role=membership.role.value,
+            joined_at=membership.joined_at,
+            last_read_seq=membership.last_read_seq,
+        )
+
+    def remove(self, membership: Membership) -> None:
+        models.Membership.objects.filter(chat_id=membership.chat_id, user_id=membership.user.id).delete()
+
+    def save_read_position(self, membership: Membership) -> None:
+        models.Membership.objects.filter(chat_id=membership.chat_id, user_id=membership.user.id).update(
+            last_read_seq=membership.last_read_seq
+        )
+
+    def user_ids(self, chat_id: UUID) -> tuple[int, ...]:
+        return tuple(models.Membership.objects.filter(chat_id=chat_id).values_list("user_id", flat=True))
+
+
+class DjangoUserDirectory(UserDirectory):
+    def by_username(self, username: str) -> Participant | None:
+        # Usernames are unique in any case (migration 0004), so at most one matches.
+        user = get_user_model().objects.filter(username__iexact=username, is_active=True).first()
+        return None if user is None else participant_of(user)
+
+
 class DjangoUnitOfWork(UnitOfWork):
     """One `transaction.atomic` around the handler: rows and outbox rows commit together."""
 
     def __enter__(self) -> DjangoUnitOfWork:
         self.chats = DjangoChatRepository()
         self.messages = DjangoMessageRepository()
+        self.memberships = DjangoMembershipRepository()
+        self.users = DjangoUserDirectory()
         self._atomic = transaction.atomic()
         self._atomic.__enter__()
         self._open = True

@@ -6,4 +6,5 @@ class ChatsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from chats.live import credentials  # noqa: F401  (connects the receivers)
+        from chats import accounts  # noqa: F401  (connects the receivers)
+        from chats.live import credentials  # noqa: F401

@@ -3,12 +3,7 @@
 import logging
 
 from chats.adapters import DjangoUnitOfWork
-from messaging_domain.events import (
-    ChatDeletedEvent,
-    Event,
-    NewChatCreatedEvent,
-    NewMessageReceivedEvent,
-)
+from messaging_domain.events import ALL_EVENTS, Event
 from messaging_domain.mediator import Mediator, create_mediator
 
 logger = logging.getLogger("chats.events")
@@ -22,11 +17,7 @@ def log_event(event: Event) -> None:
 def bootstrap() -> Mediator:
     return create_mediator(
         uow_factory=DjangoUnitOfWork,
-        event_handlers={
-            NewChatCreatedEvent: [log_event],
-            NewMessageReceivedEvent: [log_event],
-            ChatDeletedEvent: [log_event],
-        },
+        event_handlers={event_type: [log_event] for event_type in ALL_EVENTS},
     )
 
 

@@ -16,12 +16,36 @@ class Chat(models.Model):
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="chats")
     created_at = models.DateTimeField()
     last_seq = models.PositiveIntegerField(default=0)
+    visibility = models.CharField(
+        max_length=8, choices=[("public", "public"), ("private", "private")], default="public"
+    )
+    # Kept by the commands under the chat's row lock, so a list of chats never counts member rows.
+    member_count = models.PositiveIntegerField(default=0)
 
     class Meta:
         indexes = [models.Index(fields=["-created_at", "-id"], name="chat_newest_first")]
 
     def __str__(self) -> str:
         return self.title
+
+
+class Membership(models.Model):
+    """A user in a chat, with their role and read position. Rows change through the mediator only."""
+
+    id = models.BigAutoField(primary_key=True)
+    chat = models.ForeignKey(Chat, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=8, choices=[("owner", "owner"), ("member", "member")], default="member")
+    joined_at = models.DateTimeField()
+    last_read_seq = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["chat", "user"], name="membership_unique_per_chat")]
+        # (chat, user) is the unique index; this one finds a user's chats (?member=me, visibility).
+        indexes = [models.Index(fields=["user", "chat"], name="membership_by_user")]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} in {self.chat_id}"
 
 
 class Message(models.Model):

@@ -3,10 +3,11 @@ so a message read here looks exactly like one from the API or from an event."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from django.db.models import Count, Min, Q, QuerySet
+from django.db.models import Count, Exists, Min, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from chats import models
@@ -14,9 +15,26 @@ from chats.adapters import message_from_row
 from chats.serializers import MessageSerializer
 
 
-def chat_last_seq(chat_id: UUID) -> int | None:
-    """The chat's current last seq, or None if there is no such chat."""
-    return models.Chat.objects.filter(pk=chat_id).values_list("last_seq", flat=True).first()
+@dataclass(frozen=True)
+class ChatAccess:
+    last_seq: int
+    private: bool
+    member: bool
+
+    @property
+    def visible(self) -> bool:
+        return self.member or not self.private
+
+
+def chat_access(chat_id: UUID, user_id: int) -> ChatAccess | None:
+    """What a websocket needs to admit a user to a chat's stream, in one query; None if there is no chat."""
+    row = (
+        models.Chat.objects.filter(pk=chat_id)
+        .annotate(member=Exists(models.Membership.objects.filter(chat=OuterRef("pk"), user_id=user_id)))
+        .values_list("last_seq", "visibility", "member")
+        .first()
+    )
+    return None if row is None else ChatAccess(last_seq=row[0], private=row[1] == "private", member=row[2])
 
 
 def messages_after(chat_id: UUID, after_seq: int, up_to_seq: int, limit: int) -> list[dict[str, Any]]:
@@ -41,13 +59,28 @@ def chat_positions(chat_ids: list[UUID]) -> dict[UUID, int]:
     return positions
 
 
-def chat_row(chat_id: UUID) -> models.Chat | None:
-    return models.Chat.objects.select_related("owner").filter(pk=chat_id).first()
+def chat_rows(user_id: int, members_only: bool = False) -> QuerySet[models.Chat]:
+    """The chats this user may see (public ones and those they belong to; with `members_only`, the latter),
+    each with its owner and the user's `my_role` and `my_last_read_seq` (None if not a member).
+    Order and search are the view's."""
+    mine = models.Membership.objects.filter(chat=OuterRef("pk"), user_id=user_id)
+    rows = models.Chat.objects.select_related("owner").annotate(
+        my_role=Subquery(mine.values("role")[:1]),
+        my_last_read_seq=Subquery(mine.values("last_read_seq")[:1]),
+    )
+    if members_only:
+        return rows.filter(memberships__user_id=user_id)
+    return rows.filter(Q(visibility="public") | Exists(mine))
 
 
-def chat_rows() -> QuerySet[models.Chat]:
-    """Every chat with its owner, for the list (its order and filters are the view's)."""
-    return models.Chat.objects.select_related("owner")
+def chat_row(chat_id: UUID, user_id: int) -> models.Chat | None:
+    """The chat if this user may see it, annotated as in `chat_rows`."""
+    return chat_rows(user_id).filter(pk=chat_id).first()
+
+
+def member_rows(chat: models.Chat) -> QuerySet[models.Membership]:
+    """A chat's members with their users, for pages (ordered by the paginator)."""
+    return chat.memberships.select_related("user")
 
 
 def message_rows(chat: models.Chat) -> QuerySet[models.Message]:

@@ -1,4 +1,8 @@
-"""Commands: what a user asks for, in the imperative. Raw input; the handlers validate it."""
+"""Commands: what a user asks for, in the imperative. Raw input; the handlers validate it.
+
+`as_moderator` marks a request from the admin site, where staff moderate every chat (private ones included);
+through the API, staff see only what members see.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ class Command:
 class CreateChatCommand(Command):
     title: str
     owner: Participant
+    visibility: object = "public"
 
 
 @dataclass(frozen=True)
@@ -31,3 +36,27 @@ class CreateMessageCommand(Command):
 class DeleteChatCommand(Command):
     chat_id: UUID
     requested_by: Participant
+    as_moderator: bool = False
+
+
+@dataclass(frozen=True)
+class AddMemberCommand(Command):
+    chat_id: UUID
+    username: str
+    requested_by: Participant
+    as_moderator: bool = False
+
+
+@dataclass(frozen=True)
+class RemoveMemberCommand(Command):
+    chat_id: UUID
+    username: str
+    requested_by: Participant
+    as_moderator: bool = False
+
+
+@dataclass(frozen=True)
+class MarkReadCommand(Command):
+    chat_id: UUID
+    seq: object
+    reader: Participant

@@ -1,4 +1,9 @@
-"""Entities. `Chat` is the aggregate root: every message is posted through it, so it owns `last_seq`."""
+"""Entities. `Chat` is the aggregate root: messages are posted and members admitted through it, so it owns
+`last_seq`, `member_count` and the rules of who may see and change what.
+
+A chat's members are many (thousands), so the aggregate is never loaded with all of them: each rule is given
+the memberships it is about (the requester's, the target's), which the unit of work has loaded.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +14,23 @@ from uuid import UUID, uuid4
 
 from messaging_domain.events import (
     ChatDeletedEvent,
+    ChatReadEvent,
     Event,
+    MemberJoinedEvent,
+    MemberLeftEvent,
     NewChatCreatedEvent,
     NewMessageReceivedEvent,
     utc_now,
 )
-from messaging_domain.exceptions import NotChatOwner
-from messaging_domain.values import Participant, Text, Title
+from messaging_domain.exceptions import (
+    ChatNotFound,
+    InvalidSeq,
+    MemberNotFound,
+    NotAllowed,
+    NotAMember,
+    OwnerCannotLeave,
+)
+from messaging_domain.values import Participant, Role, Text, Title, Visibility
 
 
 @dataclass(frozen=True)
@@ -32,19 +47,59 @@ class Message:
 
 
 @dataclass
+class Membership:
+    """A user's place in a chat, and how far they have read it (a position that never moves back)."""
+
+    chat_id: UUID
+    user: Participant
+    role: Role
+    joined_at: datetime
+    last_read_seq: int = 0
+
+    @property
+    def is_owner(self) -> bool:
+        return self.role is Role.OWNER
+
+
+@dataclass
 class Chat:
     id: UUID
     title: Title
     owner: Participant
     created_at: datetime
     last_seq: int = 0
+    visibility: Visibility = Visibility.PUBLIC
+    member_count: int = 0
     events: list[Event] = field(default_factory=list, init=False, repr=False, compare=False)
 
     @classmethod
-    def create(cls, title: Title, owner: Participant) -> Chat:
-        chat = cls(id=uuid4(), title=title, owner=owner, created_at=utc_now())
+    def create(cls, title: Title, owner: Participant, visibility: Visibility = Visibility.PUBLIC) -> Chat:
+        """A new chat with its creator as its one member, the owner (see `owner_membership`)."""
+        chat = cls(id=uuid4(), title=title, owner=owner, created_at=utc_now(), visibility=visibility, member_count=1)
         chat.events.append(NewChatCreatedEvent(chat=chat.snapshot()))
         return chat
+
+    def owner_membership(self) -> Membership:
+        return Membership(chat_id=self.id, user=self.owner, role=Role.OWNER, joined_at=self.created_at)
+
+    # --- who may see and change what ---------------------------------------------------------------------
+
+    def is_visible_to(self, membership: Membership | None) -> bool:
+        return self.visibility is Visibility.PUBLIC or membership is not None
+
+    def check_visible(self, membership: Membership | None, as_moderator: Participant | None = None) -> None:
+        """A private chat does not exist for a non-member: the same error as for an unknown id.
+
+        `as_moderator`: staff acting from the admin, where they moderate every chat, private ones included.
+        """
+        if not self.is_visible_to(membership) and not (as_moderator is not None and as_moderator.is_staff):
+            raise ChatNotFound.for_id(self.id)
+
+    def may_manage(self, user: Participant) -> bool:
+        """The owner and staff add and remove members, and delete the chat."""
+        return user.is_staff or user.id == self.owner.id
+
+    # --- changes -----------------------------------------------------------------------------------------
 
     def post_message(self, text: Text, author: Participant, idempotency_key: str | None = None) -> Message:
         # The caller holds the chat exclusively (a row lock in the database), so seq has no gaps or repeats.
@@ -61,13 +116,81 @@ class Chat:
         self.events.append(NewMessageReceivedEvent(message=message))
         return message
 
-    def can_be_deleted_by(self, user: Participant) -> bool:
-        return user.is_staff or user.id == self.owner.id
+    def admit(self, user: Participant, existing: Membership | None) -> Membership | None:
+        """Make `user` a member (None if they are one already). A newcomer has read what was there.
 
-    def delete(self, requested_by: Participant) -> None:
-        if not self.can_be_deleted_by(requested_by):
-            raise NotChatOwner("Only the chat's owner or staff may delete it.")
-        self.events.append(ChatDeletedEvent(chat=self.snapshot(), deleted_by=requested_by.username))
+        The caller holds the chat exclusively, so two admissions of one user cannot both find none.
+        """
+        if existing is not None:
+            return None
+        membership = Membership(
+            chat_id=self.id, user=user, role=Role.MEMBER, joined_at=utc_now(), last_read_seq=self.last_seq
+        )
+        self.member_count += 1
+        self.events.append(MemberJoinedEvent(chat=self.snapshot(), member=membership))
+        return membership
+
+    def add_member(
+        self,
+        user: Participant,
+        existing: Membership | None,
+        requested_by: Participant,
+        requester: Membership | None,
+        as_moderator: bool = False,
+    ) -> Membership | None:
+        """Anyone joins a public chat themselves; the owner or staff add others, and anyone to a private one."""
+        self.check_visible(requester, requested_by if as_moderator else None)
+        joining_themselves = user.id == requested_by.id and self.visibility is Visibility.PUBLIC
+        if existing is not None and user.id == requested_by.id:
+            return None  # asking to join a chat one is in: nothing to do, and nothing to refuse
+        if not (joining_themselves or self.may_manage(requested_by)):
+            raise NotAllowed("Only the chat's owner or staff may add members.")
+        return self.admit(user, existing)
+
+    def remove_member(
+        self,
+        user: Participant,
+        membership: Membership | None,
+        requested_by: Participant,
+        requester: Membership | None,
+        as_moderator: bool = False,
+    ) -> Membership:
+        """Anyone leaves; the owner or staff remove others; nobody removes the owner."""
+        self.check_visible(requester, requested_by if as_moderator else None)
+        if user.id != requested_by.id and not self.may_manage(requested_by):
+            raise NotAllowed("Only the chat's owner or staff may remove members.")
+        if membership is None:
+            raise MemberNotFound(f"{user.username} is not a member of this chat.")
+        if membership.is_owner:
+            raise OwnerCannotLeave("The owner cannot leave the chat; delete it instead.")
+        self.member_count -= 1
+        self.events.append(MemberLeftEvent(chat=self.snapshot(), member=membership))
+        return membership
+
+    def mark_read(self, membership: Membership | None, seq: object) -> Membership:
+        """Move the member's read position to `seq` (clamped to the last message); it never moves back."""
+        if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
+            raise InvalidSeq("seq must be a whole number >= 1.")
+        self.check_visible(membership)
+        if membership is None:
+            raise NotAMember("Only members keep a read position; join the chat first.")
+        position = min(seq, self.last_seq)
+        if position > membership.last_read_seq:
+            membership.last_read_seq = position
+            self.events.append(ChatReadEvent(member=dataclasses.replace(membership), unread=self.unread(membership)))
+        return membership
+
+    def unread(self, membership: Membership) -> int:
+        return max(0, self.last_seq - membership.last_read_seq)
+
+    def delete(self, requested_by: Participant, requester: Membership | None, member_ids: tuple[int, ...],
+               as_moderator: bool = False) -> None:
+        self.check_visible(requester, requested_by if as_moderator else None)
+        if not self.may_manage(requested_by):
+            raise NotAllowed("Only the chat's owner or staff may delete it.")
+        self.events.append(
+            ChatDeletedEvent(chat=self.snapshot(), deleted_by=requested_by.username, member_ids=member_ids)
+        )
 
     def snapshot(self) -> Chat:
         """A copy frozen in time for an event, so later changes to this chat do not rewrite history."""

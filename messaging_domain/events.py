@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, ClassVar
 from uuid import UUID, uuid4
 
 if TYPE_CHECKING:
-    from messaging_domain.entities import Chat, Message
+    from messaging_domain.entities import Chat, Membership, Message
 
 
 def utc_now() -> datetime:
@@ -54,7 +54,54 @@ class ChatDeletedEvent(Event):
     event_type: ClassVar[str] = "chat.deleted"
     chat: Chat
     deleted_by: str
+    member_ids: tuple[int, ...] = ()  # who belonged to it, so a private chat leaves exactly their lobbies
 
     @property
     def chat_id(self) -> UUID:
         return self.chat.id
+
+
+@dataclass(frozen=True, kw_only=True)
+class MemberJoinedEvent(Event):
+    event_type: ClassVar[str] = "member.joined"
+    chat: Chat  # as it is with the member in it (member_count counts them)
+    member: Membership
+
+    @property
+    def chat_id(self) -> UUID:
+        return self.chat.id
+
+
+@dataclass(frozen=True, kw_only=True)
+class MemberLeftEvent(Event):
+    event_type: ClassVar[str] = "member.left"
+    chat: Chat  # as it is without the member
+    member: Membership
+
+    @property
+    def chat_id(self) -> UUID:
+        return self.chat.id
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChatReadEvent(Event):
+    """A member's read position moved forward: their other devices show the same unread count."""
+
+    event_type: ClassVar[str] = "chat.read"
+    member: Membership  # with its new last_read_seq
+    unread: int
+
+    @property
+    def chat_id(self) -> UUID:
+        return self.member.chat_id
+
+
+# Every event the domain raises: what the composition root subscribes its handlers to.
+ALL_EVENTS: tuple[type[Event], ...] = (
+    NewChatCreatedEvent,
+    NewMessageReceivedEvent,
+    ChatDeletedEvent,
+    MemberJoinedEvent,
+    MemberLeftEvent,
+    ChatReadEvent,
+)

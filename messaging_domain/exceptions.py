@@ -34,7 +34,37 @@ class ChatNotFound(DomainError):
         return cls(f"No chat has the id {chat_id}.")
 
 
-class NotChatOwner(DomainError):
+class InvalidVisibility(DomainError):
+    code = "invalid_visibility"
+
+
+class InvalidSeq(DomainError):
+    code = "invalid_seq"
+
+
+class UserNotFound(DomainError):
+    """A username that names no active user, given as input (so a 400, not a 404 of the URL)."""
+
+    code = "user_not_found"
+
+
+class MemberNotFound(DomainError):
+    code = "member_not_found"
+
+
+class NotAMember(DomainError):
+    """The chat is visible (public) but the action needs membership, such as keeping a read position."""
+
+    code = "not_a_member"
+
+
+class OwnerCannotLeave(DomainError):
+    code = "owner_cannot_leave"
+
+
+class NotAllowed(DomainError):
+    """The chat is visible to the user, but this change is its owner's (or staff's)."""
+
     code = "permission_denied"
 
 

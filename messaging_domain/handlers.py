@@ -5,14 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from messaging_domain.commands import (
+    AddMemberCommand,
     CreateChatCommand,
     CreateMessageCommand,
     DeleteChatCommand,
+    MarkReadCommand,
+    RemoveMemberCommand,
 )
-from messaging_domain.entities import Chat, Message
-from messaging_domain.exceptions import ChatTitleTaken, IdempotencyKeyReused
+from messaging_domain.entities import Chat, Membership, Message
+from messaging_domain.exceptions import ChatTitleTaken, IdempotencyKeyReused, MemberNotFound, UserNotFound
 from messaging_domain.ports import UnitOfWork
-from messaging_domain.values import Text, Title
+from messaging_domain.values import Participant, Text, Title, Visibility
 
 
 @dataclass(frozen=True)
@@ -21,13 +24,32 @@ class PostedMessage:
     created: bool  # False when an idempotency key replayed an earlier post
 
 
+@dataclass(frozen=True)
+class MemberChange:
+    chat: Chat
+    membership: Membership
+    changed: bool  # False when there was nothing to do (adding a member twice)
+
+
+@dataclass(frozen=True)
+class ReadPosition:
+    chat: Chat
+    membership: Membership
+
+    @property
+    def unread(self) -> int:
+        return self.chat.unread(self.membership)
+
+
 def create_chat(command: CreateChatCommand, uow: UnitOfWork) -> Chat:
     title = Title(command.title)
+    visibility = Visibility.parse(command.visibility)
     with uow:
         if uow.chats.title_taken(title):
             raise ChatTitleTaken(f"A chat titled {title.value!r} already exists.")
-        chat = Chat.create(title, command.owner)
+        chat = Chat.create(title, command.owner, visibility)
         uow.chats.add(chat)
+        uow.memberships.add(chat.owner_membership())
         uow.commit()
     return chat
 
@@ -38,6 +60,8 @@ def create_message(command: CreateMessageCommand, uow: UnitOfWork) -> PostedMess
         # Lock the chat before looking up the key: two posts with one key then queue on the lock,
         # and the second finds the first's message instead of posting again.
         chat = uow.chats.get_for_update(command.chat_id)
+        membership = uow.memberships.get(chat.id, command.author.id)
+        chat.check_visible(membership)
         if command.idempotency_key is not None:
             earlier = uow.messages.get_by_idempotency_key(command.author, command.idempotency_key)
             if earlier is not None:
@@ -46,6 +70,9 @@ def create_message(command: CreateMessageCommand, uow: UnitOfWork) -> PostedMess
                         "This Idempotency-Key was already used for a different message."
                     )
                 return PostedMessage(earlier, created=False)
+        joined = chat.admit(command.author, membership)  # posting in a public chat makes the author a member
+        if joined is not None:
+            uow.memberships.add(joined)
         message = chat.post_message(text, command.author, command.idempotency_key)
         uow.messages.add(message)
         uow.chats.save(chat)
@@ -56,13 +83,72 @@ def create_message(command: CreateMessageCommand, uow: UnitOfWork) -> PostedMess
 def delete_chat(command: DeleteChatCommand, uow: UnitOfWork) -> None:
     with uow:
         chat = uow.chats.get_for_update(command.chat_id)
-        chat.delete(requested_by=command.requested_by)
+        requester = uow.memberships.get(chat.id, command.requested_by.id)
+        member_ids = uow.memberships.user_ids(chat.id) if chat.visibility is Visibility.PRIVATE else ()
+        chat.delete(command.requested_by, requester, member_ids, command.as_moderator)
         uow.chats.remove(chat)
         uow.commit()
+
+
+def _user(uow: UnitOfWork, username: str, requested_by: Participant) -> Participant | None:
+    if username == requested_by.username:
+        return requested_by
+    return uow.users.by_username(username)
+
+
+def add_member(command: AddMemberCommand, uow: UnitOfWork) -> MemberChange:
+    with uow:
+        chat = uow.chats.get_for_update(command.chat_id)
+        requester = uow.memberships.get(chat.id, command.requested_by.id)
+        chat.check_visible(requester, command.requested_by if command.as_moderator else None)
+        user = _user(uow, command.username, command.requested_by)
+        if user is None:
+            raise UserNotFound(f"No active user is called {command.username!r}.")
+        existing = uow.memberships.get(chat.id, user.id)
+        added = chat.add_member(user, existing, command.requested_by, requester, command.as_moderator)
+        if added is None:
+            return MemberChange(chat, existing, changed=False)
+        uow.memberships.add(added)
+        uow.chats.save(chat)
+        uow.commit()
+    return MemberChange(chat, added, changed=True)
+
+
+def remove_member(command: RemoveMemberCommand, uow: UnitOfWork) -> MemberChange:
+    with uow:
+        chat = uow.chats.get_for_update(command.chat_id)
+        requester = uow.memberships.get(chat.id, command.requested_by.id)
+        chat.check_visible(requester, command.requested_by if command.as_moderator else None)
+        user = _user(uow, command.username, command.requested_by)
+        if user is None:
+            raise MemberNotFound(f"{command.username!r} is not a member of this chat.")
+        membership = uow.memberships.get(chat.id, user.id)
+        removed = chat.remove_member(user, membership, command.requested_by, requester, command.as_moderator)
+        uow.memberships.remove(removed)
+        uow.chats.save(chat)
+        uow.commit()
+    return MemberChange(chat, removed, changed=True)
+
+
+def mark_read(command: MarkReadCommand, uow: UnitOfWork) -> ReadPosition:
+    with uow:
+        # The chat row is not locked: a read position does not change the chat, and readers must not queue
+        # behind posters. last_seq read a moment early only clamps lower; the membership row is locked.
+        chat = uow.chats.get(command.chat_id)
+        membership = uow.memberships.get_for_update(chat.id, command.reader.id)
+        before = None if membership is None else membership.last_read_seq
+        chat.mark_read(membership, command.seq)
+        if membership.last_read_seq != before:
+            uow.memberships.save_read_position(membership)
+        uow.commit()
+    return ReadPosition(chat, membership)
 
 
 COMMAND_HANDLERS = {
     CreateChatCommand: create_chat,
     CreateMessageCommand: create_message,
     DeleteChatCommand: delete_chat,
+    AddMemberCommand: add_member,
+    RemoveMemberCommand: remove_member,
+    MarkReadCommand: mark_read,
 }

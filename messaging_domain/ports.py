@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from types import TracebackType
 from uuid import UUID
 
-from messaging_domain.entities import Chat, Message
+from messaging_domain.entities import Chat, Membership, Message
 from messaging_domain.events import Event
 from messaging_domain.exceptions import ChatNotFound
 from messaging_domain.values import Participant, Title
@@ -31,6 +31,14 @@ class ChatRepository(abc.ABC):
         self.seen.append(chat)
         return chat
 
+    def get(self, chat_id: UUID) -> Chat:
+        """The chat, unlocked, for a change that does not touch the chat row (a read position)."""
+        chat = self._get(chat_id)
+        if chat is None:
+            raise ChatNotFound.for_id(chat_id)
+        self.seen.append(chat)
+        return chat
+
     @abc.abstractmethod
     def title_taken(self, title: Title) -> bool: ...
 
@@ -47,6 +55,9 @@ class ChatRepository(abc.ABC):
     @abc.abstractmethod
     def _get_for_update(self, chat_id: UUID) -> Chat | None: ...
 
+    @abc.abstractmethod
+    def _get(self, chat_id: UUID) -> Chat | None: ...
+
 
 class MessageRepository(abc.ABC):
     @abc.abstractmethod
@@ -54,6 +65,35 @@ class MessageRepository(abc.ABC):
 
     @abc.abstractmethod
     def get_by_idempotency_key(self, author: Participant, key: str) -> Message | None: ...
+
+
+class MembershipRepository(abc.ABC):
+    """Who belongs to which chat. Changes to it are made under the chat's lock (see `Chat.admit`)."""
+
+    @abc.abstractmethod
+    def get(self, chat_id: UUID, user_id: int) -> Membership | None: ...
+
+    @abc.abstractmethod
+    def get_for_update(self, chat_id: UUID, user_id: int) -> Membership | None:
+        """The membership, held exclusively until the unit of work ends (its read position moves)."""
+
+    @abc.abstractmethod
+    def add(self, membership: Membership) -> None: ...
+
+    @abc.abstractmethod
+    def remove(self, membership: Membership) -> None: ...
+
+    @abc.abstractmethod
+    def save_read_position(self, membership: Membership) -> None: ...
+
+    @abc.abstractmethod
+    def user_ids(self, chat_id: UUID) -> tuple[int, ...]: ...
+
+
+class UserDirectory(abc.ABC):
+    @abc.abstractmethod
+    def by_username(self, username: str) -> Participant | None:
+        """The active user with this username (in any case), or None."""
 
 
 class UnitOfWork(abc.ABC):
@@ -65,6 +105,8 @@ class UnitOfWork(abc.ABC):
 
     chats: ChatRepository
     messages: MessageRepository
+    memberships: MembershipRepository
+    users: UserDirectory
 
     def __init__(self) -> None:
         self._committed_events: list[Event] = []

@@ -1,10 +1,11 @@
-"""Value objects: a title or a text that exists is a valid one."""
+"""Value objects: a title, a text or a visibility that exists is a valid one."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 
-from messaging_domain.exceptions import DomainError, InvalidText, InvalidTitle
+from messaging_domain.exceptions import DomainError, InvalidText, InvalidTitle, InvalidVisibility
 
 TITLE_MAX_LENGTH = 255
 TEXT_MAX_LENGTH = 4096
@@ -60,3 +61,25 @@ class Participant:
     id: int
     username: str
     is_staff: bool = False
+
+
+class Visibility(str, Enum):
+    """Who may see a chat: everyone (public), or its members only (private)."""
+
+    PUBLIC = "public"
+    PRIVATE = "private"
+
+    @classmethod
+    def parse(cls, value: object) -> Visibility:
+        if isinstance(value, str):
+            for visibility in cls:
+                if visibility.value == value:
+                    return visibility
+        raise InvalidVisibility('The visibility must be "public" or "private".')
+
+
+class Role(str, Enum):
+    """A member's standing in a chat: the owner manages its members, a member takes part."""
+
+    OWNER = "owner"
+    MEMBER = "member"

@@ -20,9 +20,15 @@ from messaging_domain import exceptions as domain
 DOMAIN_ERROR_STATUS: dict[type[domain.DomainError], int] = {
     domain.InvalidTitle: status.HTTP_400_BAD_REQUEST,
     domain.InvalidText: status.HTTP_400_BAD_REQUEST,
+    domain.InvalidVisibility: status.HTTP_400_BAD_REQUEST,
+    domain.InvalidSeq: status.HTTP_400_BAD_REQUEST,
     domain.ChatTitleTaken: status.HTTP_400_BAD_REQUEST,
+    domain.UserNotFound: status.HTTP_400_BAD_REQUEST,
+    domain.OwnerCannotLeave: status.HTTP_400_BAD_REQUEST,
     domain.ChatNotFound: status.HTTP_404_NOT_FOUND,
-    domain.NotChatOwner: status.HTTP_403_FORBIDDEN,
+    domain.MemberNotFound: status.HTTP_404_NOT_FOUND,
+    domain.NotAllowed: status.HTTP_403_FORBIDDEN,
+    domain.NotAMember: status.HTTP_403_FORBIDDEN,
     domain.IdempotencyKeyReused: status.HTTP_409_CONFLICT,
 }
 

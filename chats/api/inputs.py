@@ -1,4 +1,4 @@
-"""What the API's views share for reading input: a strict string field, and a chat id from the URL."""
+"""What the API's views share for reading input: strict string and integer fields, and a chat from the URL."""
 
 from __future__ import annotations
 
@@ -28,6 +28,15 @@ class StrictCharField(serializers.CharField):
         return super().to_internal_value(data)
 
 
+class StrictIntegerField(serializers.IntegerField):
+    """A JSON integer and nothing else: DRF's IntegerField would take "5", 5.0 and true."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 def parse_chat_id(raw: str) -> uuid.UUID:
     try:
         return uuid.UUID(raw)
@@ -35,8 +44,9 @@ def parse_chat_id(raw: str) -> uuid.UUID:
         raise ChatNotFound.for_id(repr(raw)) from None
 
 
-def chat_row_or_404(chat_id: uuid.UUID) -> models.Chat:
-    row = chat_row(chat_id)
+def chat_row_or_404(chat_id: uuid.UUID, user_id: int) -> models.Chat:
+    """The chat, if this user may see it: a private chat does not exist for a non-member."""
+    row = chat_row(chat_id, user_id)
     if row is None:
         raise ChatNotFound.for_id(chat_id)
     return row

@@ -30,7 +30,7 @@ class MessageListCreateApi(APIView):
 
     @extend_schema(responses=MessageSerializer(many=True))
     def get(self, request: Request, chat_id: str) -> Response:
-        row = chat_row_or_404(parse_chat_id(chat_id))
+        row = chat_row_or_404(parse_chat_id(chat_id), request.user.pk)
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(message_rows(row), request, view=self)
         return paginator.get_paginated_response(

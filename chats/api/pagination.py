@@ -64,6 +64,12 @@ class ChatPagination(CursorPagination):
         return page_schema(schema)
 
 
+class MemberPagination(ChatPagination):
+    """Members in the order they joined (the owner first), with the chats' cursor and limit rules."""
+
+    ordering = ("joined_at", "id")
+
+
 class MessagePageParams(PageLimitParams):
     after_seq = serializers.IntegerField(min_value=0, required=False)
     before_seq = serializers.IntegerField(min_value=1, required=False)

@@ -27,8 +27,8 @@ from chats.live.credentials import credential_group
 from chats.live.frame_budget import FrameBudget
 from chats.live.positions import ChatPositions
 from chats.live.socket_slots import SocketSlots
-from chats.pipeline.wire import LOBBY_GROUP, chat_group, message_frame, render
-from chats.queries import chat_last_seq, messages_after
+from chats.pipeline.wire import LOBBY_GROUP, chat_group, message_frame, render, user_group
+from chats.queries import chat_access, messages_after
 from chats.runtime import metrics
 from messaging_domain.exceptions import ChatNotFound
 
@@ -38,6 +38,7 @@ logger = logging.getLogger("chats.live.consumers")
 CLOSE_TOO_BIG = 1009  # the standard code for a frame over the size limit
 CLOSE_BAD_REQUEST = 4400
 CLOSE_UNAUTHENTICATED = 4401
+CLOSE_NOT_A_MEMBER = 4403  # removed from (or left) a private chat
 CLOSE_NOT_FOUND = 4404
 CLOSE_LAGGING = 4408  # the client fell too far behind: reconnect with ?after_seq=<last seq received>
 CLOSE_CHAT_DELETED = 4410
@@ -103,6 +104,8 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
             )
             return False
         self.holds_slot = True
+        self.user_id = user.pk
+        await self.join(user_group(user.pk))
         if "auth_token" in self.scope:
             await self.join(credential_group("token", self.scope["auth_token"]))
         else:
@@ -158,7 +161,9 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
             logger.warning("socket %s: could not give back what it held (%s)", self.channel_name, error)
 
     async def credentials_revoked(self, message: dict[str, Any]) -> None:
-        await self.send_error("credentials_revoked", "You logged out or your token was revoked.")
+        await self.send_error(
+            "credentials_revoked", message.get("reason") or "You logged out or your token was revoked."
+        )
         await self.close(code=CLOSE_UNAUTHENTICATED)
 
     async def websocket_connect(self, message: dict[str, Any]) -> None:
@@ -249,7 +254,8 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
 
 
 class LobbyConsumer(EventStreamConsumer):
-    """`ws/chats/`: every chat created or deleted."""
+    """`ws/chats/`: public chats created or deleted (the lobby group), and the user's own events (their user
+    group): their private chats created or deleted, memberships gained or lost, read positions moved."""
 
     kind = "lobby"
 
@@ -273,6 +279,8 @@ class ChatStreamConsumer(EventStreamConsumer):
     kind = "chat"
     positions = ChatPositions()
     chat_id: uuid.UUID | None = None
+    chat_key = ""  # the chat id as events carry it
+    private = False
     sent_seq = 0
     streaming = False
 
@@ -292,11 +300,12 @@ class ChatStreamConsumer(EventStreamConsumer):
         # Join first, read second: a message committed in between arrives live and is dropped as seen,
         # instead of falling between the read and the join.
         await self.join(chat_group(chat_id))
-        self.chat_id = chat_id
-        last_seq = await database_sync_to_async(chat_last_seq)(chat_id)
-        if last_seq is None:
+        self.chat_id, self.chat_key = chat_id, str(chat_id)
+        access = await database_sync_to_async(chat_access)(chat_id, self.user_id)
+        if access is None or not access.visible:  # a private chat does not exist for a non-member
             await self.reject(CLOSE_NOT_FOUND, ChatNotFound.code, ChatNotFound.message_without_id)
             return
+        self.private, last_seq = access.private, access.last_seq
         # Accept only now, subscribed and positioned: once the client sees the socket open, every message
         # it posts after that is one it will receive.
         await self.accept()
@@ -316,16 +325,23 @@ class ChatStreamConsumer(EventStreamConsumer):
         await super().release()
 
     async def chat_event(self, message: dict[str, Any]) -> None:
+        if message["chat_id"] != self.chat_key:
+            return  # the user's events about their other chats (this socket is in their user group too)
         async with self.turn:
             if self.streaming:
                 await self.forward(message)
 
     async def forward(self, message: dict[str, Any]) -> None:
-        if message["event_type"] == "chat.deleted":
+        event_type = message["event_type"]
+        if event_type == "chat.deleted":
             await self.send_live(message)
             await self.end(CLOSE_CHAT_DELETED)
             return
-        if message["event_type"] != "message.created":
+        if event_type == "member.left":  # membership events come through the user's own group: it is them
+            if self.private:
+                await self.removed()
+            return
+        if event_type != "message.created":
             return
         seq = message["seq"]
         if seq <= self.sent_seq:
@@ -353,6 +369,11 @@ class ChatStreamConsumer(EventStreamConsumer):
             elif last_seq > self.sent_seq:
                 GAP_FILLS["position_check"].inc()
                 await self.send_from_database(up_to_seq=last_seq)
+
+    async def removed(self) -> None:
+        """The user is no longer a member of this private chat (removed, left, or their account ended)."""
+        await self.send_error("not_a_member", "You are no longer a member of this chat.")
+        await self.end(CLOSE_NOT_A_MEMBER)
 
     async def end(self, code: int) -> None:
         self.streaming = False

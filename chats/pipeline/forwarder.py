@@ -24,11 +24,14 @@ from kafka.structs import OffsetAndMetadata
 from redis.exceptions import RedisError
 
 from chats.pipeline.wire import (
+    ADDRESSED_TYPES,
     LOBBY_GROUP,
     InvalidEnvelope,
     chat_group,
     group_message,
+    is_addressed,
     parse_envelope,
+    user_group,
 )
 from chats.runtime import metrics
 from chats.runtime.logs import event_fields
@@ -53,8 +56,16 @@ class RecentEventIds:
 
 
 def groups_for(envelope: dict[str, Any]) -> list[str]:
-    groups = [chat_group(envelope["chat_id"])]
-    if envelope["event_type"] != "message.created":
+    """A chat's own events go to its stream; lobbies get a public chat's creation and deletion (all of them),
+    and the rest only where the envelope's `user_ids` say: the routing needs no database read.
+    A membership or read event is about one user: it goes to that user's sockets only."""
+    event_type = envelope["event_type"]
+    groups = [] if event_type in ADDRESSED_TYPES else [chat_group(envelope["chat_id"])]
+    if event_type == "message.created":
+        return groups
+    if is_addressed(envelope):
+        groups.extend(user_group(user_id) for user_id in envelope["user_ids"])
+    else:
         groups.append(LOBBY_GROUP)
     return groups
 

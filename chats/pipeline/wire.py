@@ -19,30 +19,68 @@ from rest_framework.fields import DateTimeField
 
 from chats.json_input import parse_json
 from chats.runtime.logs import sane_request_id
-from chats.serializers import represent_chat, represent_message
+from chats.serializers import represent_chat, represent_member, represent_message
 from messaging_domain.events import (
     ChatDeletedEvent,
+    ChatReadEvent,
     Event,
+    MemberJoinedEvent,
+    MemberLeftEvent,
     NewChatCreatedEvent,
     NewMessageReceivedEvent,
 )
+from messaging_domain.values import Visibility
 
-LOBBY_GROUP = "chats"
+LOBBY_GROUP = "chats"  # every lobby socket: events of public chats
 
 
 def chat_group(chat_id: uuid.UUID | str) -> str:
     return f"chat.{chat_id}"
 
 
+def user_group(user_id: int) -> str:
+    """Every socket of one user: the lobby's private events (their private chats, memberships, read
+    positions), and what ends their sockets (removal from a chat, a deactivated account)."""
+    return f"user.{user_id}"
+
+
 # --- the envelope ----------------------------------------------------------------------------------------
 
 _iso = DateTimeField().to_representation
+
+def _member_payload(event: MemberJoinedEvent | MemberLeftEvent) -> dict[str, Any]:
+    return {"chat_id": str(event.chat.id), "member": represent_member(event.member), "chat": represent_chat(event.chat)}
+
+
+def _read_payload(event: ChatReadEvent) -> dict[str, Any]:
+    return {
+        "chat_id": str(event.chat_id),
+        "username": event.member.user.username,
+        "last_read_seq": event.member.last_read_seq,
+        "unread": event.unread,
+    }
+
 
 _PAYLOADS = {
     NewChatCreatedEvent: lambda event: represent_chat(event.chat),
     NewMessageReceivedEvent: lambda event: represent_message(event.message),
     ChatDeletedEvent: lambda event: represent_chat(event.chat),
+    MemberJoinedEvent: _member_payload,
+    MemberLeftEvent: _member_payload,
+    ChatReadEvent: _read_payload,
 }
+
+
+def _user_ids(event: Event) -> list[int] | None:
+    """The users whose sockets an event is for, when it is not for every lobby: what the forwarder routes by,
+    so that it never reads the database. None: a public chat's event (every lobby), or a message."""
+    if isinstance(event, (MemberJoinedEvent, MemberLeftEvent, ChatReadEvent)):
+        return [event.member.user.id]
+    if isinstance(event, NewChatCreatedEvent) and event.chat.visibility is Visibility.PRIVATE:
+        return [event.chat.owner.id]
+    if isinstance(event, ChatDeletedEvent) and event.chat.visibility is Visibility.PRIVATE:
+        return list(event.member_ids)
+    return None
 
 
 def envelope(event: Event, request_id: str | None = None) -> dict[str, Any]:
@@ -58,12 +96,22 @@ def envelope(event: Event, request_id: str | None = None) -> dict[str, Any]:
         "chat_id": str(event.chat_id),
         "payload": dict(_PAYLOADS[type(event)](event)),
     }
+    user_ids = _user_ids(event)
+    if user_ids is not None:
+        wrapped["user_ids"] = user_ids
     if request_id is not None:
         wrapped["request_id"] = request_id
     return wrapped
 
 
-EVENT_TYPES = {"chat.created", "message.created", "chat.deleted"}
+EVENT_TYPES = {"chat.created", "message.created", "chat.deleted", "member.joined", "member.left", "chat.read"}
+# Events only some users may see: they must say whose they are (a private chat's creation and deletion too).
+ADDRESSED_TYPES = {"member.joined", "member.left", "chat.read"}
+
+
+def is_addressed(envelope: dict[str, Any]) -> bool:
+    """Whether the event goes to some users' sockets (`user_ids`) rather than to every lobby."""
+    return envelope["event_type"] in ADDRESSED_TYPES or envelope["payload"].get("visibility") == "private"
 
 
 class InvalidEnvelope(ValueError):
@@ -94,6 +142,12 @@ def parse_envelope(value: bytes | None) -> dict[str, Any]:
         isinstance(payload.get("seq"), int) and payload["seq"] > 0 and payload.get("chat_id") == parsed["chat_id"]
     ):
         raise InvalidEnvelope("message.created needs a positive integer seq and the envelope's chat_id")
+    if is_addressed(parsed):
+        user_ids = parsed.get("user_ids")
+        if not (isinstance(user_ids, list) and all(type(uid) is int and uid > 0 for uid in user_ids)):
+            raise InvalidEnvelope(f"{parsed['event_type']} of a private chat or a member needs user_ids, a list of ids")
+    if parsed["event_type"] in ADDRESSED_TYPES and parsed["payload"].get("chat_id") != parsed["chat_id"]:
+        raise InvalidEnvelope(f"{parsed['event_type']} needs the envelope's chat_id in its payload")
     if "request_id" in parsed:  # optional; kept only if sane, as an HTTP header's would be (it goes into logs)
         parsed["request_id"] = sane_request_id(parsed["request_id"])
     return parsed
@@ -118,11 +172,18 @@ def message_frame(message: dict[str, Any], event_id: str | None) -> dict[str, An
 
 
 def event_frame(envelope: dict[str, Any]) -> dict[str, Any]:
-    if envelope["event_type"] == "message.created":
-        return message_frame(envelope["payload"], envelope["event_id"])
-    frame = {"type": envelope["event_type"], "event_id": envelope["event_id"], "chat_id": envelope["chat_id"]}
-    if envelope["event_type"] == "chat.created":
-        frame["chat"] = envelope["payload"]
+    event_type, payload = envelope["event_type"], envelope["payload"]
+    if event_type == "message.created":
+        return message_frame(payload, envelope["event_id"])
+    frame = {"type": event_type, "event_id": envelope["event_id"], "chat_id": envelope["chat_id"]}
+    if event_type == "chat.created":
+        frame["chat"] = payload
+    elif event_type in ("member.joined", "member.left"):
+        frame["member"] = payload.get("member")
+        frame["chat"] = payload.get("chat")
+    elif event_type == "chat.read":
+        frame["last_read_seq"] = payload.get("last_read_seq")
+        frame["unread"] = payload.get("unread")
     return frame
 
 

@@ -1,11 +1,6 @@
 import pytest
 
-from messaging_domain.events import (
-    ChatDeletedEvent,
-    Event,
-    NewChatCreatedEvent,
-    NewMessageReceivedEvent,
-)
+from messaging_domain.events import ALL_EVENTS, Event
 from messaging_domain.mediator import Mediator, create_mediator
 from messaging_domain.values import Participant
 from tests.domain.fakes import FakeDatabase, FakeUnitOfWork
@@ -28,7 +23,7 @@ def mediator(database, published) -> Mediator:
         uow_factory=lambda: FakeUnitOfWork(database),
         event_handlers={
             event_type: [published.append]
-            for event_type in (NewChatCreatedEvent, NewMessageReceivedEvent, ChatDeletedEvent)
+            for event_type in ALL_EVENTS
         },
     )
 

@@ -5,19 +5,22 @@ from __future__ import annotations
 import copy
 from uuid import UUID
 
-from messaging_domain.entities import Chat, Message
+from messaging_domain.entities import Chat, Membership, Message
 from messaging_domain.events import Event
 from messaging_domain.exceptions import ChatTitleTaken
-from messaging_domain.ports import ChatRepository, MessageRepository, UnitOfWork
+from messaging_domain.ports import ChatRepository, MembershipRepository, MessageRepository, UnitOfWork, UserDirectory
 from messaging_domain.values import Participant, Title
 
 
 class FakeDatabase:
-    """What survives between units of work: committed chats, messages and outbox events."""
+    """What survives between units of work: committed chats, messages, memberships and outbox events, and
+    the users (which the domain only reads)."""
 
     def __init__(self) -> None:
         self.chats: dict[UUID, Chat] = {}
         self.messages: dict[UUID, Message] = {}
+        self.memberships: dict[tuple[UUID, int], Membership] = {}
+        self.users: dict[str, Participant] = {}
         self.outbox: list[Event] = []
 
 
@@ -37,6 +40,9 @@ class FakeChatRepository(ChatRepository):
     def _get_for_update(self, chat_id: UUID) -> Chat | None:
         return self.staged.chats.get(chat_id)
 
+    def _get(self, chat_id: UUID) -> Chat | None:
+        return self.staged.chats.get(chat_id)
+
     def save(self, chat: Chat) -> None:
         self.staged.chats[chat.id] = chat
 
@@ -44,6 +50,8 @@ class FakeChatRepository(ChatRepository):
         del self.staged.chats[chat.id]
         for message_id in [m.id for m in self.staged.messages.values() if m.chat_id == chat.id]:
             del self.staged.messages[message_id]
+        for key in [key for key in self.staged.memberships if key[0] == chat.id]:
+            del self.staged.memberships[key]
 
 
 class FakeMessageRepository(MessageRepository):
@@ -60,6 +68,41 @@ class FakeMessageRepository(MessageRepository):
         return None
 
 
+class FakeMembershipRepository(MembershipRepository):
+    def __init__(self, staged: FakeDatabase) -> None:
+        self.staged = staged
+
+    def get(self, chat_id: UUID, user_id: int) -> Membership | None:
+        return self.staged.memberships.get((chat_id, user_id))
+
+    def get_for_update(self, chat_id: UUID, user_id: int) -> Membership | None:
+        return self.get(chat_id, user_id)
+
+    def add(self, membership: Membership) -> None:
+        key = (membership.chat_id, membership.user.id)
+        assert key not in self.staged.memberships, "a second membership row: the unique constraint would refuse it"
+        self.staged.memberships[key] = membership
+
+    def remove(self, membership: Membership) -> None:
+        del self.staged.memberships[(membership.chat_id, membership.user.id)]
+
+    def save_read_position(self, membership: Membership) -> None:
+        self.staged.memberships[(membership.chat_id, membership.user.id)] = membership
+
+    def user_ids(self, chat_id: UUID) -> tuple[int, ...]:
+        return tuple(user_id for (member_chat_id, user_id) in self.staged.memberships if member_chat_id == chat_id)
+
+
+class FakeUserDirectory(UserDirectory):
+    def __init__(self, staged: FakeDatabase) -> None:
+        self.staged = staged
+
+    def by_username(self, username: str) -> Participant | None:
+        return next(
+            (user for name, user in self.staged.users.items() if name.casefold() == username.casefold()), None
+        )
+
+
 class FakeUnitOfWork(UnitOfWork):
     """Works on a copy of the database and swaps it in on commit, so an abandoned unit changes nothing."""
 
@@ -72,6 +115,8 @@ class FakeUnitOfWork(UnitOfWork):
         self.staged = copy.deepcopy(self.database)
         self.chats = FakeChatRepository(self.staged)
         self.messages = FakeMessageRepository(self.staged)
+        self.memberships = FakeMembershipRepository(self.staged)
+        self.users = FakeUserDirectory(self.staged)
         return self
 
     def _commit(self, events: list[Event]) -> None:

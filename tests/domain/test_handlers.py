@@ -18,7 +18,7 @@ from messaging_domain.exceptions import (
     IdempotencyKeyReused,
     InvalidText,
     InvalidTitle,
-    NotChatOwner,
+    NotAllowed,
 )
 
 
@@ -127,7 +127,7 @@ def test_staff_may_delete_a_chat_they_do_not_own(mediator, database, ann, modera
 
 def test_another_user_may_not_delete_a_chat(mediator, database, ann, bob):
     chat = mediator.handle_command(CreateChatCommand(title="Lunch", owner=ann))
-    with pytest.raises(NotChatOwner):
+    with pytest.raises(NotAllowed):
         mediator.handle_command(DeleteChatCommand(chat_id=chat.id, requested_by=bob))
     assert chat.id in database.chats
     assert len(database.outbox) == 1

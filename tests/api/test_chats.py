@@ -10,7 +10,13 @@ from tests.api.support import assert_error, walk
 
 pytestmark = pytest.mark.django_db
 
-CHAT_FIELDS = {"id", "title", "owner", "created_at", "last_seq"}
+CHAT_FIELDS = {"id", "title", "owner", "created_at", "last_seq", "visibility", "member_count", "membership"}
+OWNER_MEMBERSHIP = {"role": "owner", "last_read_seq": 0, "unread": 0}
+
+
+def without_membership(chat: dict) -> dict:
+    """A chat as event payloads carry it: one payload goes to many users, so no one's `membership`."""
+    return {key: value for key, value in chat.items() if key != "membership"}
 
 
 def parse_utc(text: str) -> datetime:
@@ -40,9 +46,14 @@ def test_creating_a_chat_returns_it_with_a_stripped_title(client):
     assert chat["title"] == "Lunch plans"
     assert chat["owner"] == "ann"
     assert chat["last_seq"] == 0
+    assert chat["visibility"] == "public"
+    assert chat["member_count"] == 1
+    assert chat["membership"] == OWNER_MEMBERSHIP
     assert before <= parse_utc(chat["created_at"]) <= datetime.now(timezone.utc)
     row = Chat.objects.get(pk=chat["id"])
-    assert (row.title, row.owner.username, row.last_seq) == ("Lunch plans", "ann", 0)
+    assert (row.title, row.owner.username, row.last_seq, row.visibility, row.member_count) == (
+        "Lunch plans", "ann", 0, "public", 1
+    )
 
 
 @pytest.mark.parametrize("title", ["x" * 255, "  " + "x" * 255 + "  ", "é" * 255, "a"])
@@ -189,10 +200,12 @@ def test_search_results_are_paged_and_next_keeps_the_search(client):
 def test_a_chat_is_retrieved_as_it_was_created(client, bob_client):
     chat = create_chat(client, "Lunch")
 
-    response = bob_client.get(f"/api/chats/{chat['id']}/")
+    mine = client.get(f"/api/chats/{chat['id']}/")
+    theirs = bob_client.get(f"/api/chats/{chat['id']}/")
 
-    assert response.status_code == 200
-    assert response.json() == chat
+    assert mine.status_code == theirs.status_code == 200
+    assert mine.json() == chat
+    assert theirs.json() == {**chat, "membership": None}  # bob sees the same chat, as a non-member
 
 
 def test_a_retrieved_chat_shows_its_last_seq(client):
@@ -274,9 +287,14 @@ def test_another_user_may_not_delete_a_chat(client, bob_client, outbox):
 # --- outbox ---------------------------------------------------------------------------------------
 
 
-def assert_envelope(envelope: dict, event_type: str, chat_id: str, payload: dict) -> None:
+def assert_envelope(
+    envelope: dict, event_type: str, chat_id: str, payload: dict, user_ids: list[int] | None = None
+) -> None:
+    """`user_ids` (None: absent) names the users an event is for, when it is not for every lobby."""
     # request_id, optional, names the HTTP request that committed the event (for the logs)
-    assert set(envelope) - {"request_id"} == {"event_id", "event_type", "occurred_at", "chat_id", "payload"}
+    designed = {"event_id", "event_type", "occurred_at", "chat_id", "payload"}
+    assert set(envelope) - {"request_id"} == designed | ({"user_ids"} if user_ids is not None else set())
+    assert envelope.get("user_ids") == user_ids
     assert str(uuid.UUID(envelope["event_id"])) == envelope["event_id"]
     assert envelope["event_type"] == event_type
     parse_utc(envelope["occurred_at"])
@@ -284,24 +302,38 @@ def assert_envelope(envelope: dict, event_type: str, chat_id: str, payload: dict
     assert envelope["payload"] == payload
 
 
-def test_each_change_writes_exactly_one_outbox_row_with_the_designed_envelope(client, bob_client, outbox):
+def test_each_change_writes_exactly_one_outbox_row_with_the_designed_envelope(client, bob, bob_client, outbox):
     started = datetime.now(timezone.utc)
     chat = create_chat(client, "Lunch")
     first = client.post(f"/api/chats/{chat['id']}/messages/", {"text": "hi"}, format="json").json()
+    # bob's first post in ann's public chat makes him a member: member.joined, then his message
     second = bob_client.post(f"/api/chats/{chat['id']}/messages/", {"text": "hello"}, format="json").json()
+    bob_member = next(
+        member for member in client.get(f"/api/chats/{chat['id']}/members/").json()["results"]
+        if member["username"] == "bob"
+    )
     chat_before_delete = client.get(f"/api/chats/{chat['id']}/").json()
     client.get("/api/chats/")  # reads write nothing
     client.delete(f"/api/chats/{chat['id']}/")
 
     envelopes = outbox()
 
-    assert len(envelopes) == 4
-    assert_envelope(envelopes[0], "chat.created", chat["id"], chat)
+    assert [envelope["event_type"] for envelope in envelopes] == [
+        "chat.created", "message.created", "member.joined", "message.created", "chat.deleted"
+    ]
+    assert_envelope(envelopes[0], "chat.created", chat["id"], without_membership(chat))
     assert_envelope(envelopes[1], "message.created", chat["id"], first)
-    assert_envelope(envelopes[2], "message.created", chat["id"], second)
-    assert_envelope(envelopes[3], "chat.deleted", chat["id"], chat_before_delete)
-    assert chat_before_delete["last_seq"] == 2
-    assert len({envelope["event_id"] for envelope in envelopes}) == 4
+    assert bob_member == {"username": "bob", "role": "member", "joined_at": bob_member["joined_at"],
+                          "last_read_seq": 1}  # he joined after ann's message: nothing unread
+    chat_when_bob_joined = {**without_membership(chat), "last_seq": 1, "member_count": 2}
+    assert_envelope(
+        envelopes[2], "member.joined", chat["id"],
+        {"chat_id": chat["id"], "member": bob_member, "chat": chat_when_bob_joined}, user_ids=[bob.pk],
+    )
+    assert_envelope(envelopes[3], "message.created", chat["id"], second)
+    assert_envelope(envelopes[4], "chat.deleted", chat["id"], without_membership(chat_before_delete))
+    assert (chat_before_delete["last_seq"], chat_before_delete["member_count"]) == (2, 2)
+    assert len({envelope["event_id"] for envelope in envelopes}) == 5
     moments = [parse_utc(envelope["occurred_at"]) for envelope in envelopes]
     assert started <= moments[0] and moments == sorted(moments)
 

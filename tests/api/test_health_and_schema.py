@@ -69,8 +69,16 @@ DESIGNED_OPERATIONS = [
     ("delete", "/api/chats/{chat_id}/"),
     ("post", "/api/chats/{chat_id}/messages/"),
     ("get", "/api/chats/{chat_id}/messages/"),
+    ("get", "/api/chats/{chat_id}/members/"),
+    ("post", "/api/chats/{chat_id}/members/"),
+    ("delete", "/api/chats/{chat_id}/members/{username}/"),
+    ("post", "/api/chats/{chat_id}/read/"),
     ("get", "/api/health/"),
 ]
+
+CHAT_FIELDS = {"id", "title", "owner", "created_at", "last_seq", "visibility", "member_count", "membership"}
+MESSAGE_FIELDS = {"id", "chat_id", "seq", "text", "author", "created_at"}
+MEMBER_FIELDS = {"username", "role", "joined_at", "last_read_seq"}
 
 
 @pytest.fixture
@@ -107,10 +115,13 @@ def test_the_schema_documents_every_designed_operation(schema, method, path):
 @pytest.mark.parametrize(
     "method, path, status, fields",
     [
-        ("post", "/api/chats/", "201", {"id", "title", "owner", "created_at", "last_seq"}),
-        ("get", "/api/chats/{chat_id}/", "200", {"id", "title", "owner", "created_at", "last_seq"}),
-        ("post", "/api/chats/{chat_id}/messages/", "201", {"id", "chat_id", "seq", "text", "author", "created_at"}),
-        ("post", "/api/chats/{chat_id}/messages/", "200", {"id", "chat_id", "seq", "text", "author", "created_at"}),
+        ("post", "/api/chats/", "201", CHAT_FIELDS),
+        ("get", "/api/chats/{chat_id}/", "200", CHAT_FIELDS),
+        ("post", "/api/chats/{chat_id}/messages/", "201", MESSAGE_FIELDS),
+        ("post", "/api/chats/{chat_id}/messages/", "200", MESSAGE_FIELDS),
+        ("post", "/api/chats/{chat_id}/members/", "201", MEMBER_FIELDS),
+        ("post", "/api/chats/{chat_id}/members/", "200", MEMBER_FIELDS),
+        ("post", "/api/chats/{chat_id}/read/", "200", {"last_read_seq", "unread"}),
         ("post", "/api/auth/register/", "201", {"username", "token"}),
         ("post", "/api/auth/token/", "200", {"token"}),
     ],
@@ -130,12 +141,9 @@ def test_the_schema_describes_the_health_body(schema):
 @pytest.mark.parametrize(
     "path, item_fields, parameters",
     [
-        ("/api/chats/", {"id", "title", "owner", "created_at", "last_seq"}, {"search", "cursor", "limit"}),
-        (
-            "/api/chats/{chat_id}/messages/",
-            {"id", "chat_id", "seq", "text", "author", "created_at"},
-            {"after_seq", "before_seq", "limit"},
-        ),
+        ("/api/chats/", CHAT_FIELDS, {"search", "member", "cursor", "limit"}),
+        ("/api/chats/{chat_id}/messages/", MESSAGE_FIELDS, {"after_seq", "before_seq", "limit"}),
+        ("/api/chats/{chat_id}/members/", MEMBER_FIELDS, {"cursor", "limit"}),
     ],
 )
 def test_the_schema_describes_list_endpoints_as_pages(schema, path, item_fields, parameters):
@@ -147,6 +155,43 @@ def test_the_schema_describes_list_endpoints_as_pages(schema, path, item_fields,
     assert page["properties"]["next"].get("nullable") is True
     assert set(resolve(schema, page["properties"]["results"]["items"])["properties"]) == item_fields
     assert parameters <= {parameter["name"] for parameter in operation.get("parameters", [])}
+
+
+@pytest.mark.parametrize(
+    "method, path, status",
+    [("post", "/api/chats/", "201"), ("get", "/api/chats/{chat_id}/", "200")],
+)
+def test_the_schema_describes_a_chats_membership_as_nullable_with_role_read_position_and_unread(
+    schema, method, path, status
+):
+    body = schema["paths"][path][method]["responses"][status]["content"]["application/json"]["schema"]
+    membership = resolve(schema, body)["properties"]["membership"]
+
+    assert membership.get("nullable") is True
+    target = membership["allOf"][0] if "allOf" in membership else membership
+    assert set(resolve(schema, target)["properties"]) == {"role", "last_read_seq", "unread"}
+
+
+@pytest.mark.parametrize(
+    "path, fields",
+    [
+        ("/api/chats/", {"title", "visibility"}),
+        ("/api/chats/{chat_id}/members/", {"username"}),
+        ("/api/chats/{chat_id}/read/", {"seq"}),
+    ],
+)
+def test_the_schema_describes_the_request_bodies_of_the_membership_operations(schema, path, fields):
+    body = schema["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]
+
+    assert set(resolve(schema, body)["properties"]) == fields
+
+
+def test_the_schema_documents_the_member_filter_of_the_chat_list(schema):
+    parameters = schema["paths"]["/api/chats/"]["get"]["parameters"]
+    member = next(parameter for parameter in parameters if parameter["name"] == "member")
+
+    assert member["in"] == "query"
+    assert member["schema"].get("enum") == ["me"]
 
 
 def test_the_schema_documents_the_idempotency_key_header(schema):
@@ -166,6 +211,10 @@ def test_the_schema_documents_the_idempotency_key_header(schema):
         ("get", "/api/chats/", False),
         ("delete", "/api/chats/{chat_id}/", False),
         ("post", "/api/chats/{chat_id}/messages/", False),
+        ("get", "/api/chats/{chat_id}/members/", False),
+        ("post", "/api/chats/{chat_id}/members/", False),
+        ("delete", "/api/chats/{chat_id}/members/{username}/", False),
+        ("post", "/api/chats/{chat_id}/read/", False),
     ],
 )
 def test_the_schema_marks_which_operations_need_authentication(schema, method, path, anonymous):

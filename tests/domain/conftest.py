@@ -41,3 +41,16 @@ def bob() -> Participant:
 @pytest.fixture
 def moderator() -> Participant:
     return Participant(id=3, username="mod", is_staff=True)
+
+
+@pytest.fixture
+def carol() -> Participant:
+    return Participant(id=4, username="carol")
+
+
+@pytest.fixture
+def registered(database, ann, bob, carol, moderator) -> FakeDatabase:
+    """The users the directory knows (by username), for commands that name a member: add, remove."""
+    for user in (ann, bob, carol, moderator):
+        database.users[user.username] = user
+    return database

@@ -565,6 +565,23 @@ def test_removing_an_unknown_username_is_refused_as_member_not_found(mediator, d
     assert unchanged.unchanged()
 
 
+def test_someone_who_may_not_remove_others_is_refused_before_the_username_is_looked_up(
+    mediator, database, published, ann, bob
+):
+    """The brief's order: visibility -> permission (403) -> member exists (404) -> owner (400). An unknown
+    username must not answer differently from a known non-member (which is NotAllowed for bob)."""
+    chat = create(mediator, ann)
+    add(mediator, chat, "bob", bob)
+    unchanged = Snapshot(database, published)
+
+    with pytest.raises(NotAllowed):
+        remove(mediator, chat, "carol", bob)
+    with pytest.raises(NotAllowed):
+        remove(mediator, chat, "nobody", bob)
+
+    assert unchanged.unchanged()
+
+
 def test_someone_who_may_not_remove_others_may_not_remove_the_owner_either(mediator, database, published, ann, bob):
     chat = create(mediator, ann)
     add(mediator, chat, "bob", bob)

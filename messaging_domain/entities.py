@@ -60,6 +60,13 @@ class Membership:
     def is_owner(self) -> bool:
         return self.role is Role.OWNER
 
+    def read_up_to(self, seq: int) -> bool:
+        """Move the read position forward to `seq`; False if it was there already (it never moves back)."""
+        if seq <= self.last_read_seq:
+            return False
+        self.last_read_seq = seq
+        return True
+
 
 @dataclass
 class Chat:
@@ -102,6 +109,8 @@ class Chat:
     # --- changes -----------------------------------------------------------------------------------------
 
     def post_message(self, text: Text, author: Participant, idempotency_key: str | None = None) -> Message:
+        """Post as `author`, who must be a member already (`admit` first). Their read position is then theirs
+        to move, with the message (`Membership.read_up_to`): nobody has an unread message of their own."""
         # The caller holds the chat exclusively (a row lock in the database), so seq has no gaps or repeats.
         self.last_seq += 1
         message = Message(
@@ -139,13 +148,25 @@ class Chat:
         as_moderator: bool = False,
     ) -> Membership | None:
         """Anyone joins a public chat themselves; the owner or staff add others, and anyone to a private one."""
-        self.check_visible(requester, requested_by if as_moderator else None)
-        joining_themselves = user.id == requested_by.id and self.visibility is Visibility.PUBLIC
         if existing is not None and user.id == requested_by.id:
+            self.check_visible(requester, requested_by if as_moderator else None)
             return None  # asking to join a chat one is in: nothing to do, and nothing to refuse
+        self.check_may_add(user.username, requested_by, requester, as_moderator)
+        return self.admit(user, existing)
+
+    def check_may_add(self, username: str, requested_by: Participant, requester: Membership | None,
+                      as_moderator: bool = False) -> None:
+        """Before the username is even looked up: whether it names a user is none of a refused caller's business."""
+        self.check_visible(requester, requested_by if as_moderator else None)
+        joining_themselves = username == requested_by.username and self.visibility is Visibility.PUBLIC
         if not (joining_themselves or self.may_manage(requested_by)):
             raise NotAllowed("Only the chat's owner or staff may add members.")
-        return self.admit(user, existing)
+
+    def check_may_remove(self, username: str, requested_by: Participant, requester: Membership | None,
+                         as_moderator: bool = False) -> None:
+        self.check_visible(requester, requested_by if as_moderator else None)
+        if username != requested_by.username and not self.may_manage(requested_by):
+            raise NotAllowed("Only the chat's owner or staff may remove members.")
 
     def remove_member(
         self,
@@ -156,9 +177,7 @@ class Chat:
         as_moderator: bool = False,
     ) -> Membership:
         """Anyone leaves; the owner or staff remove others; nobody removes the owner."""
-        self.check_visible(requester, requested_by if as_moderator else None)
-        if user.id != requested_by.id and not self.may_manage(requested_by):
-            raise NotAllowed("Only the chat's owner or staff may remove members.")
+        self.check_may_remove(user.username, requested_by, requester, as_moderator)
         if membership is None:
             raise MemberNotFound(f"{user.username} is not a member of this chat.")
         if membership.is_owner:
@@ -169,14 +188,12 @@ class Chat:
 
     def mark_read(self, membership: Membership | None, seq: object) -> Membership:
         """Move the member's read position to `seq` (clamped to the last message); it never moves back."""
+        self.check_visible(membership)
         if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
             raise InvalidSeq("seq must be a whole number >= 1.")
-        self.check_visible(membership)
         if membership is None:
             raise NotAMember("Only members keep a read position; join the chat first.")
-        position = min(seq, self.last_seq)
-        if position > membership.last_read_seq:
-            membership.last_read_seq = position
+        if membership.read_up_to(min(seq, self.last_seq)):
             self.events.append(ChatReadEvent(member=dataclasses.replace(membership), unread=self.unread(membership)))
         return membership
 

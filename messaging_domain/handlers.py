@@ -71,9 +71,12 @@ def create_message(command: CreateMessageCommand, uow: UnitOfWork) -> PostedMess
                     )
                 return PostedMessage(earlier, created=False)
         joined = chat.admit(command.author, membership)  # posting in a public chat makes the author a member
-        if joined is not None:
-            uow.memberships.add(joined)
         message = chat.post_message(text, command.author, command.idempotency_key)
+        if joined is not None:
+            joined.read_up_to(message.seq)
+            uow.memberships.add(joined)
+        elif membership.read_up_to(message.seq):
+            uow.memberships.save_read_position(membership)
         uow.messages.add(message)
         uow.chats.save(chat)
         uow.commit()
@@ -100,7 +103,9 @@ def add_member(command: AddMemberCommand, uow: UnitOfWork) -> MemberChange:
     with uow:
         chat = uow.chats.get_for_update(command.chat_id)
         requester = uow.memberships.get(chat.id, command.requested_by.id)
-        chat.check_visible(requester, command.requested_by if command.as_moderator else None)
+        existing_self = command.username == command.requested_by.username and requester is not None
+        if not existing_self:
+            chat.check_may_add(command.username, command.requested_by, requester, command.as_moderator)
         user = _user(uow, command.username, command.requested_by)
         if user is None:
             raise UserNotFound(f"No active user is called {command.username!r}.")
@@ -118,7 +123,7 @@ def remove_member(command: RemoveMemberCommand, uow: UnitOfWork) -> MemberChange
     with uow:
         chat = uow.chats.get_for_update(command.chat_id)
         requester = uow.memberships.get(chat.id, command.requested_by.id)
-        chat.check_visible(requester, command.requested_by if command.as_moderator else None)
+        chat.check_may_remove(command.username, command.requested_by, requester, command.as_moderator)
         user = _user(uow, command.username, command.requested_by)
         if user is None:
             raise MemberNotFound(f"{command.username!r} is not a member of this chat.")

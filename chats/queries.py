@@ -73,6 +73,15 @@ def chat_rows(user_id: int, members_only: bool = False) -> QuerySet[models.Chat]
     return rows.filter(Q(visibility="public") | Exists(mine))
 
 
+def active_members(chat_ids: list[UUID], user_ids: list[int]) -> set[tuple[UUID, int]]:
+    """Which of these (chat, user) pairs are memberships of an active user: one query for a web process's
+    private-chat subscribers (a superset is read, then matched in Python)."""
+    rows = models.Membership.objects.filter(
+        chat_id__in=set(chat_ids), user_id__in=set(user_ids), user__is_active=True
+    ).values_list("chat_id", "user_id")
+    return set(rows)
+
+
 def chat_row(chat_id: UUID, user_id: int) -> models.Chat | None:
     """The chat if this user may see it, annotated as in `chat_rows`."""
     return chat_rows(user_id).filter(pk=chat_id).first()

@@ -339,7 +339,7 @@ class ChatStreamConsumer(EventStreamConsumer):
             return
         if event_type == "member.left":  # membership events come through the user's own group: it is them
             if self.private:
-                await self.removed()
+                await self.close_as_removed()
             return
         if event_type != "message.created":
             return
@@ -371,7 +371,12 @@ class ChatStreamConsumer(EventStreamConsumer):
                 await self.send_from_database(up_to_seq=last_seq)
 
     async def removed(self) -> None:
-        """The user is no longer a member of this private chat (removed, left, or their account ended)."""
+        """From chats.live.positions: the user is no longer an active member of this private chat."""
+        async with self.turn:
+            if self.streaming:
+                await self.close_as_removed()
+
+    async def close_as_removed(self) -> None:
         await self.send_error("not_a_member", "You are no longer a member of this chat.")
         await self.end(CLOSE_NOT_A_MEMBER)
 

@@ -9,6 +9,10 @@ subscribers for (one query for all of them) and tells a subscriber to catch up w
 a position read one interval earlier: a frame in flight gets a whole interval to arrive live first. A lost
 frame is therefore delivered at most two intervals after its commit. A chat gone at two checks in a row
 was deleted and its `chat.deleted` frame lost: its subscribers are closed as if it had arrived.
+
+The same check keeps private chats private when a `member.left` frame is lost: the subscribers of private
+chats whose user is no longer an active member (removed, left, account deactivated) are closed (4403), in
+one more query for all of them.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import DatabaseError
 
-from chats.queries import chat_positions
+from chats.queries import active_members, chat_positions
 
 logger = logging.getLogger("chats.live.positions")
 
@@ -32,9 +36,14 @@ GONE = -1  # the chat was missing at a check
 
 class Subscriber(Protocol):
     sent_seq: int
+    user_id: int
+    private: bool
 
     async def catch_up(self, last_seq: int | None) -> None:
         """Send what is missing up to `last_seq`; None: the chat is gone."""
+
+    async def removed(self) -> None:
+        """The user is no longer a member of this private chat."""
 
 
 class _LoopPositions:
@@ -49,11 +58,23 @@ class _LoopPositions:
         while self.subscribers:
             await asyncio.sleep(settings.CHAT_WS_POSITION_CHECK_SECONDS)
             chats = list(self.subscribers)
+            private = [
+                (chat_id, subscriber)
+                for chat_id, subscribers in self.subscribers.items()
+                for subscriber in list(subscribers)
+                if subscriber.private
+            ]
             try:
                 now = await database_sync_to_async(chat_positions)(chats)
+                members = await database_sync_to_async(active_members)(
+                    [chat_id for chat_id, _ in private], [subscriber.user_id for _, subscriber in private]
+                ) if private else set()
             except DatabaseError as error:
                 logger.warning("position check of %d chats failed: %s", len(chats), error)
                 continue
+            for chat_id, subscriber in private:
+                if (chat_id, subscriber.user_id) not in members:
+                    asyncio.ensure_future(subscriber.removed())
             for chat_id in chats:
                 before = self.seen.get(chat_id)
                 current = now.get(chat_id, GONE)

@@ -9,7 +9,7 @@ import pytest
 from django.conf import settings as django_settings
 from kafka import KafkaAdminClient
 
-from chats.pipeline.forwarder import RecentEventIds
+from chats.pipeline.forwarder import RecentEventIds, groups_for
 from chats.pipeline.kafka_clients import create_producer
 from chats.pipeline.wire import (
     LOBBY_GROUP,
@@ -17,6 +17,7 @@ from chats.pipeline.wire import (
     chat_group,
     group_message,
     parse_envelope,
+    user_group,
 )
 from chats.runtime.embedded import free_port, start_redis
 from tests.helpers import wait_until
@@ -121,6 +122,29 @@ async def test_events_reach_the_chat_group_and_chat_events_the_lobby_too(kafka, 
 
 @pytest.mark.asyncio
 @pytest.mark.django_db(transaction=True)
+async def test_private_events_reach_their_users_groups_and_not_the_lobby(kafka, channel_layer, worker):
+    created, joined, read = (addressed("chat.created", [1], "private"), addressed("member.joined", [2], "private"),
+                             addressed("chat.read", [2]))
+    anns, bobs = await listen(channel_layer, user_group(1)), await listen(channel_layer, user_group(2))
+    lobby = await listen(channel_layer, LOBBY_GROUP)
+    produce([as_record(e) for e in (created, joined, read)])
+    forwarder = await start_forwarder(worker, "--group", "forwarder-private")
+
+    assert [m["event_id"] for m in await receive(channel_layer, anns, 1)] == [created["event_id"]]
+    got = await receive(channel_layer, bobs, 2)
+    assert [json.loads(m["frame"]) for m in got] == [
+        {"type": "member.joined", "event_id": joined["event_id"], "chat_id": joined["chat_id"],
+         "member": joined["payload"]["member"], "chat": joined["payload"]["chat"]},
+        {"type": "chat.read", "event_id": read["event_id"], "chat_id": read["chat_id"], "last_read_seq": 1,
+         "unread": 0},
+    ]
+    assert await received_nothing_more(channel_layer, lobby)
+    assert await received_nothing_more(channel_layer, anns, within=0.2)
+    assert forwarder.stop() == 0
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
 async def test_a_repeated_event_id_is_forwarded_once(kafka, channel_layer, worker):
     chat_id = str(uuid.uuid4())
     channel = await listen(channel_layer, chat_group(chat_id))
@@ -220,6 +244,69 @@ async def test_two_forwarders_in_one_group_share_the_partitions(kafka, channel_l
 def test_parse_envelope_refuses_what_is_not_an_envelope(value, problem):
     with pytest.raises(InvalidEnvelope, match=problem):
         parse_envelope(value)
+
+
+def addressed(event_type: str, user_ids, visibility: str = "public") -> dict:
+    chat_id = str(uuid.uuid4())
+    chat = {"id": chat_id, "title": "Lunch", "owner": "ann", "created_at": "2026-11-29T04:00:00Z", "last_seq": 0,
+            "visibility": visibility, "member_count": 2}
+    payload = {
+        "chat.created": chat, "chat.deleted": chat,
+        "member.joined": {"chat_id": chat_id, "member": {"username": "bob"}, "chat": chat},
+        "member.left": {"chat_id": chat_id, "member": {"username": "bob"}, "chat": chat},
+        "chat.read": {"chat_id": chat_id, "username": "bob", "last_read_seq": 1, "unread": 0},
+    }[event_type]
+    value = {"event_id": str(uuid.uuid4()), "event_type": event_type, "occurred_at": "2026-11-29T04:00:00Z",
+             "chat_id": chat_id, "payload": payload}
+    if user_ids is not None:
+        value["user_ids"] = user_ids
+    return value
+
+
+@pytest.mark.parametrize(
+    "event_type, visibility, user_ids, groups",
+    [
+        ("chat.created", "public", None, ["chat.{chat}", LOBBY_GROUP]),
+        ("chat.deleted", "public", None, ["chat.{chat}", LOBBY_GROUP]),
+        ("chat.created", "private", [1], ["chat.{chat}", "user.1"]),
+        ("chat.deleted", "private", [1, 2, 3], ["chat.{chat}", "user.1", "user.2", "user.3"]),
+        ("member.joined", "private", [2], ["user.2"]),
+        ("member.left", "public", [2], ["user.2"]),
+        ("chat.read", "public", [2], ["user.2"]),
+    ],
+)
+def test_events_are_routed_by_the_envelope_alone(event_type, visibility, user_ids, groups):
+    value = parse_envelope(json.dumps(addressed(event_type, user_ids, visibility)).encode())
+    assert groups_for(value) == [group.format(chat=value["chat_id"]) for group in groups]
+    assert user_group(7) == "user.7"
+
+
+def test_a_message_goes_to_its_chat_stream_only():
+    value = envelope(str(uuid.uuid4()), 1)
+    assert groups_for(value) == [chat_group(value["chat_id"])]
+
+
+@pytest.mark.parametrize(
+    "event_type, visibility, user_ids",
+    [
+        ("chat.created", "private", None),  # a private chat's creation without its owner: nowhere to send it
+        ("chat.deleted", "private", "1"),
+        ("member.joined", "public", None),
+        ("member.left", "public", [1, "2"]),
+        ("chat.read", "public", [0]),
+        ("chat.read", "public", [True]),
+    ],
+)
+def test_parse_envelope_refuses_an_addressed_event_without_its_user_ids(event_type, visibility, user_ids):
+    with pytest.raises(InvalidEnvelope, match="needs user_ids"):
+        parse_envelope(json.dumps(addressed(event_type, user_ids, visibility)).encode())
+
+
+def test_parse_envelope_refuses_a_member_event_about_another_chat():
+    value = addressed("member.joined", [2])
+    value["payload"]["chat_id"] = str(uuid.uuid4())
+    with pytest.raises(InvalidEnvelope, match="envelope's chat_id"):
+        parse_envelope(json.dumps(value).encode())
 
 
 def test_recent_event_ids_forget_the_oldest_beyond_their_capacity():

@@ -49,8 +49,14 @@ def carol() -> Participant:
 
 
 @pytest.fixture
-def registered(database, ann, bob, carol, moderator) -> FakeDatabase:
+def writer() -> Participant:
+    """Someone who posts in other people's chats, so that their messages are unread to everyone else."""
+    return Participant(id=5, username="writer")
+
+
+@pytest.fixture
+def registered(database, ann, bob, carol, moderator, writer) -> FakeDatabase:
     """The users the directory knows (by username), for commands that name a member: add, remove."""
-    for user in (ann, bob, carol, moderator):
+    for user in (ann, bob, carol, moderator, writer):
         database.users[user.username] = user
     return database

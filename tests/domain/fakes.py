@@ -120,7 +120,9 @@ class FakeUnitOfWork(UnitOfWork):
         return self
 
     def _commit(self, events: list[Event]) -> None:
-        self.staged.outbox.extend(events)
+        # An outbox row is the event as it was at the commit: a copy, which no later unit of work (working on
+        # a deep copy of the database, whose memberships an event may share) can change afterwards.
+        self.staged.outbox.extend(copy.deepcopy(events))
         self.database.__dict__.update(self.staged.__dict__)
         self.committed = True
 

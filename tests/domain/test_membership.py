@@ -235,6 +235,96 @@ def test_adding_an_unknown_username_is_refused_as_user_not_found(mediator, datab
     assert unchanged.unchanged()
 
 
+# Who may neither add nor remove someone else (bob: not the owner, not staff), by the chat's visibility and
+# whether he is a member of it.
+MAY_NOT_MANAGE = {
+    "a member of a public chat": ("public", True),
+    "a non-member of a public chat": ("public", False),
+    "a member of a private chat": ("private", True),
+}
+
+
+@pytest.mark.parametrize("visibility, bob_is_a_member", MAY_NOT_MANAGE.values(), ids=MAY_NOT_MANAGE.keys())
+def test_someone_who_may_not_add_others_is_refused_before_the_username_is_looked_up(
+    mediator, database, published, ann, bob, visibility, bob_is_a_member
+):
+    """Permission (403) before the user exists (400): an unknown username answers like a known one, so that
+    a caller who may not add anyone learns nothing about which usernames exist."""
+    chat = create(mediator, ann, visibility)
+    if bob_is_a_member:
+        add(mediator, chat, "bob", ann)
+    unchanged = Snapshot(database, published)
+
+    with pytest.raises(NotAllowed):
+        add(mediator, chat, "carol", bob)
+    with pytest.raises(NotAllowed):
+        add(mediator, chat, "nobody", bob)
+
+    assert unchanged.unchanged()
+
+
+# Those who may add or remove others in a chat of ann's (with bob in it), and are told that a username is unknown.
+MAY_MANAGE = {
+    "the owner of a public chat": ("public", "ann", False),
+    "the owner of a private chat": ("private", "ann", False),
+    "staff, in a public chat they are not in": ("public", "mod", False),
+    "staff who are members of a private chat": ("private", "mod", False),
+    "staff acting as moderator in a private chat they are not in": ("private", "mod", True),
+}
+
+
+@pytest.mark.parametrize("visibility, manager, as_moderator", MAY_MANAGE.values(), ids=MAY_MANAGE.keys())
+def test_who_may_add_others_is_told_an_unknown_username_is_no_user(
+    mediator, database, published, ann, bob, visibility, manager, as_moderator
+):
+    chat = create(mediator, ann, visibility)
+    add(mediator, chat, "bob", ann)
+    if visibility == "private" and manager == "mod" and not as_moderator:
+        add(mediator, chat, "mod", ann)
+    unchanged = Snapshot(database, published)
+
+    with pytest.raises(UserNotFound):
+        add(mediator, chat, "nobody", database.users[manager], as_moderator=as_moderator)
+
+    assert unchanged.unchanged()
+
+
+@pytest.mark.parametrize("visibility, manager, as_moderator", MAY_MANAGE.values(), ids=MAY_MANAGE.keys())
+def test_who_may_remove_others_is_told_an_unknown_username_is_no_member(
+    mediator, database, published, ann, bob, visibility, manager, as_moderator
+):
+    chat = create(mediator, ann, visibility)
+    add(mediator, chat, "bob", ann)
+    if visibility == "private" and manager == "mod" and not as_moderator:
+        add(mediator, chat, "mod", ann)
+    unchanged = Snapshot(database, published)
+
+    with pytest.raises(MemberNotFound):
+        remove(mediator, chat, "nobody", database.users[manager], as_moderator=as_moderator)
+
+    assert unchanged.unchanged()
+
+
+def test_naming_oneself_in_another_case_joins_a_public_chat(mediator, database, published, ann, bob):
+    """Usernames are found in any case, so "BOB" is bob himself: joining, not adding someone else."""
+    chat = create(mediator, ann)
+
+    change = add(mediator, chat, "BOB", bob)
+
+    assert change.changed and change.membership.user == bob
+    assert member(database, chat, bob).role is Role.MEMBER
+
+
+def test_a_member_naming_himself_in_another_case_is_already_in_the_chat(mediator, database, published, ann, bob):
+    chat = private_chat_with_bob(mediator, ann)
+    unchanged = Snapshot(database, published)
+
+    again = add(mediator, chat, "Bob", bob)
+
+    assert not again.changed and again.membership.user == bob
+    assert unchanged.unchanged()
+
+
 # --- posting makes the author a member -----------------------------------------------------------------------
 
 
@@ -249,11 +339,11 @@ def test_posting_in_a_public_chat_makes_the_author_a_member_before_the_message(m
     joined, created = new_events(database, published, before)
     assert isinstance(joined, MemberJoinedEvent) and isinstance(created, NewMessageReceivedEvent)
     assert joined.member.user == bob and joined.member.role is Role.MEMBER
-    assert joined.chat.member_count == 2
-    # He had read what was there when he joined: the chat's last_seq before his own message.
-    assert joined.member.last_read_seq == 2 and joined.chat.last_seq == 2
+    # The chat as he joined it, before his message; he has read up to his own message, which comes next.
+    assert joined.chat.member_count == 2 and joined.chat.last_seq == 2
     assert created.message == posted.message and posted.message.seq == 3
-    assert member(database, chat, bob).last_read_seq == 2
+    assert joined.member.last_read_seq == 3
+    assert member(database, chat, bob).last_read_seq == 3
     assert stored_chat(database, chat).member_count == 2
 
 
@@ -288,15 +378,81 @@ def test_an_idempotent_replay_makes_no_membership_and_no_event(mediator, databas
     assert unchanged.unchanged()
 
 
-def test_an_idempotent_replay_by_a_member_records_nothing(mediator, database, published, ann, bob):
+def test_an_idempotent_replay_by_a_member_records_nothing(mediator, database, published, ann, bob, writer):
     chat = create(mediator, ann)
     post(mediator, chat, bob, "hello", key="k-1")
+    post(mediator, chat, writer, "after bob")
     unchanged = Snapshot(database, published)
 
     again = post(mediator, chat, bob, "hello", key="k-1")
 
     assert not again.created
     assert unchanged.unchanged()
+    assert member(database, chat, bob).last_read_seq == 1  # a replay reads nothing further
+
+
+# --- posting reads the chat up to one's own message ----------------------------------------------------------
+
+
+def unread(database, chat, user):
+    return stored_chat(database, chat).unread(member(database, chat, user))
+
+
+def test_the_owner_posting_reads_her_chat_up_to_her_message_without_a_chat_read_event(
+    mediator, database, published, ann, writer
+):
+    chat = chat_with_messages(mediator, ann, writer, 2)
+    assert member(database, chat, ann).last_read_seq == 0 and unread(database, chat, ann) == 2
+    before = len(database.outbox)
+
+    posted = post(mediator, chat, ann, "mine")
+
+    assert posted.message.seq == 3
+    assert member(database, chat, ann).last_read_seq == 3 and unread(database, chat, ann) == 0
+    assert [type(e) for e in new_events(database, published, before)] == [NewMessageReceivedEvent]
+    # Her message is unread to the others, as theirs were to her.
+    assert member(database, chat, writer).last_read_seq == 2 and unread(database, chat, writer) == 1
+
+    unchanged = Snapshot(database, published)
+    assert mark_read(mediator, chat, ann, 3).unread == 0  # nothing left to read: nothing moves
+    assert unchanged.unchanged()
+
+
+def test_a_newcomer_who_joins_by_posting_has_read_up_to_their_message(mediator, database, published, ann, bob, writer):
+    chat = chat_with_messages(mediator, ann, writer, 2)
+    before = len(database.outbox)
+
+    posted = post(mediator, chat, bob, "hello")
+
+    joined, created = new_events(database, published, before)  # no chat.read
+    assert isinstance(joined, MemberJoinedEvent) and isinstance(created, NewMessageReceivedEvent)
+    assert joined.member.user == bob and joined.member.last_read_seq == posted.message.seq == 3
+    assert member(database, chat, bob).last_read_seq == 3 and unread(database, chat, bob) == 0
+
+    unchanged = Snapshot(database, published)
+    assert mark_read(mediator, chat, bob, 3).unread == 0
+    assert unchanged.unchanged()
+
+
+@pytest.mark.parametrize("visibility", ["public", "private"])
+def test_a_member_posting_reads_past_what_others_wrote_before_and_no_further(
+    mediator, database, published, ann, bob, writer, visibility
+):
+    chat = chat_with_messages(mediator, ann, writer, 0, visibility)
+    add(mediator, chat, "bob", ann)
+    post(mediator, chat, writer, "one")
+    post(mediator, chat, writer, "two")
+    assert member(database, chat, bob).last_read_seq == 0 and unread(database, chat, bob) == 2
+    before = len(database.outbox)
+
+    post(mediator, chat, bob, "three")
+
+    assert [type(e) for e in new_events(database, published, before)] == [NewMessageReceivedEvent]
+    assert member(database, chat, bob).last_read_seq == 3 and unread(database, chat, bob) == 0
+    assert member(database, chat, ann).last_read_seq == 0  # one member's post moves no one else's position
+
+    post(mediator, chat, writer, "four")
+    assert member(database, chat, bob).last_read_seq == 3 and unread(database, chat, bob) == 1
 
 
 # --- private chats -------------------------------------------------------------------------------------------
@@ -318,6 +474,7 @@ COMMANDS_OF_A_NON_MEMBER = {
     "remove an unknown user": lambda m, chat, user: remove(m, chat, "nobody", user),
     "add an unknown user": lambda m, chat, user: add(m, chat, "nobody", user),
     "mark read": lambda m, chat, user: mark_read(m, chat, user, 1),
+    "mark read with a bad seq": lambda m, chat, user: mark_read(m, chat, user, 0),
     "delete": lambda m, chat, user: delete(m, chat, user),
 }
 
@@ -565,21 +722,37 @@ def test_removing_an_unknown_username_is_refused_as_member_not_found(mediator, d
     assert unchanged.unchanged()
 
 
+@pytest.mark.parametrize("visibility, bob_is_a_member", MAY_NOT_MANAGE.values(), ids=MAY_NOT_MANAGE.keys())
 def test_someone_who_may_not_remove_others_is_refused_before_the_username_is_looked_up(
-    mediator, database, published, ann, bob
+    mediator, database, published, ann, bob, carol, visibility, bob_is_a_member
 ):
     """The brief's order: visibility -> permission (403) -> member exists (404) -> owner (400). An unknown
-    username must not answer differently from a known non-member (which is NotAllowed for bob)."""
-    chat = create(mediator, ann)
-    add(mediator, chat, "bob", bob)
+    username must not answer differently from a known one, member (carol) or not (the writer)."""
+    chat = create(mediator, ann, visibility)
+    add(mediator, chat, "carol", ann)
+    if bob_is_a_member:
+        add(mediator, chat, "bob", ann)
     unchanged = Snapshot(database, published)
 
-    with pytest.raises(NotAllowed):
-        remove(mediator, chat, "carol", bob)
-    with pytest.raises(NotAllowed):
-        remove(mediator, chat, "nobody", bob)
+    for someone_else in ("carol", "writer", "nobody"):
+        with pytest.raises(NotAllowed):
+            remove(mediator, chat, someone_else, bob)
 
     assert unchanged.unchanged()
+
+
+def test_naming_oneself_in_another_case_leaves_the_chat(mediator, database, published, ann, bob):
+    """Usernames are found in any case, so "BOB" is bob himself: leaving, not removing someone else."""
+    chat = create(mediator, ann)
+    add(mediator, chat, "bob", bob)
+    before = len(database.outbox)
+
+    change = remove(mediator, chat, "BOB", bob)
+
+    assert change.changed and change.membership.user == bob
+    assert member(database, chat, bob) is None
+    [left] = new_events(database, published, before)
+    assert isinstance(left, MemberLeftEvent) and left.member.user == bob
 
 
 def test_someone_who_may_not_remove_others_may_not_remove_the_owner_either(mediator, database, published, ann, bob):
@@ -630,15 +803,19 @@ def test_a_member_who_left_may_join_again_having_read_what_was_there(mediator, d
 # --- read positions ------------------------------------------------------------------------------------------
 
 
-def chat_with_messages(mediator, owner, count, visibility="public"):
+def chat_with_messages(mediator, owner, writer, count, visibility="public"):
+    """`owner`'s chat with `count` messages by `writer` (who becomes a member by posting, or whom the owner of
+    a private chat adds): an author's own messages are never unread to them, so they must be someone else's."""
     chat = create(mediator, owner, visibility)
+    if visibility == "private":
+        add(mediator, chat, writer.username, owner)
     for n in range(count):
-        post(mediator, chat, owner, f"m{n}")
+        post(mediator, chat, writer, f"m{n}")
     return chat
 
 
-def test_marking_read_moves_the_position_and_records_one_chat_read_event(mediator, database, published, ann):
-    chat = chat_with_messages(mediator, ann, 5)
+def test_marking_read_moves_the_position_and_records_one_chat_read_event(mediator, database, published, ann, writer):
+    chat = chat_with_messages(mediator, ann, writer, 5)
     before = len(database.outbox)
 
     position = mark_read(mediator, chat, ann, 3)
@@ -652,8 +829,8 @@ def test_marking_read_moves_the_position_and_records_one_chat_read_event(mediato
     assert read.unread == 2
 
 
-def test_a_read_position_is_clamped_to_the_last_message(mediator, database, published, ann):
-    chat = chat_with_messages(mediator, ann, 3)
+def test_a_read_position_is_clamped_to_the_last_message(mediator, database, published, ann, writer):
+    chat = chat_with_messages(mediator, ann, writer, 3)
     before = len(database.outbox)
 
     position = mark_read(mediator, chat, ann, 1000)
@@ -664,8 +841,8 @@ def test_a_read_position_is_clamped_to_the_last_message(mediator, database, publ
     assert read.member.last_read_seq == 3 and read.unread == 0
 
 
-def test_a_read_position_never_moves_back(mediator, database, published, ann):
-    chat = chat_with_messages(mediator, ann, 5)
+def test_a_read_position_never_moves_back(mediator, database, published, ann, writer):
+    chat = chat_with_messages(mediator, ann, writer, 5)
     mark_read(mediator, chat, ann, 4)
     unchanged = Snapshot(database, published)
 
@@ -689,8 +866,8 @@ def test_marking_read_in_a_chat_without_messages_records_nothing(mediator, datab
 
 
 @pytest.mark.parametrize("seq", [0, -1, True, False, "3", 2.5, 3.0, None])
-def test_an_invalid_seq_is_refused_and_nothing_is_recorded(mediator, database, published, ann, seq):
-    chat = chat_with_messages(mediator, ann, 3)
+def test_an_invalid_seq_is_refused_and_nothing_is_recorded(mediator, database, published, ann, writer, seq):
+    chat = chat_with_messages(mediator, ann, writer, 3)
     unchanged = Snapshot(database, published)
 
     with pytest.raises(InvalidSeq):
@@ -700,8 +877,8 @@ def test_an_invalid_seq_is_refused_and_nothing_is_recorded(mediator, database, p
     assert member(database, chat, ann).last_read_seq == 0
 
 
-def test_a_non_member_of_a_public_chat_keeps_no_read_position(mediator, database, published, ann, bob):
-    chat = chat_with_messages(mediator, ann, 2)
+def test_a_non_member_of_a_public_chat_keeps_no_read_position(mediator, database, published, ann, bob, writer):
+    chat = chat_with_messages(mediator, ann, writer, 2)
     unchanged = Snapshot(database, published)
 
     with pytest.raises(NotAMember):
@@ -711,21 +888,39 @@ def test_a_non_member_of_a_public_chat_keeps_no_read_position(mediator, database
     assert member(database, chat, bob) is None
 
 
-def test_a_non_member_of_a_private_chat_is_told_it_does_not_exist_when_marking_read(mediator, database, published, ann, bob):
-    chat = chat_with_messages(mediator, ann, 2, "private")
+@pytest.mark.parametrize("seq", [0, "3", None])
+def test_a_non_member_of_a_public_chat_sending_a_bad_seq_is_told_the_seq_is_bad(
+    mediator, database, published, ann, bob, writer, seq
+):
+    """mark_read checks visibility, then the seq, then membership."""
+    chat = chat_with_messages(mediator, ann, writer, 2)
     unchanged = Snapshot(database, published)
 
-    with pytest.raises(ChatNotFound):
-        mark_read(mediator, chat, bob, 1)
+    with pytest.raises(InvalidSeq):
+        mark_read(mediator, chat, bob, seq)
 
     assert unchanged.unchanged()
 
 
-def test_a_member_who_joined_late_reads_on_from_where_they_joined(mediator, database, published, ann, bob):
-    chat = chat_with_messages(mediator, ann, 2)
+@pytest.mark.parametrize("seq", [1, 0, "3", None])
+def test_a_non_member_of_a_private_chat_is_told_it_does_not_exist_when_marking_read(
+    mediator, database, published, ann, bob, writer, seq
+):
+    """Even with a bad seq: the chat's existence comes first."""
+    chat = chat_with_messages(mediator, ann, writer, 2, "private")
+    unchanged = Snapshot(database, published)
+
+    with pytest.raises(ChatNotFound):
+        mark_read(mediator, chat, bob, seq)
+
+    assert unchanged.unchanged()
+
+
+def test_a_member_who_joined_late_reads_on_from_where_they_joined(mediator, database, published, ann, bob, writer):
+    chat = chat_with_messages(mediator, ann, writer, 2)
     add(mediator, chat, "bob", bob)
-    post(mediator, chat, ann, "new")
-    post(mediator, chat, ann, "newer")
+    post(mediator, chat, writer, "new")
+    post(mediator, chat, writer, "newer")
 
     unchanged = Snapshot(database, published)
     assert mark_read(mediator, chat, bob, 1).unread == 2  # behind where he joined: nothing moves
@@ -738,8 +933,8 @@ def test_a_member_who_joined_late_reads_on_from_where_they_joined(mediator, data
     assert member(database, chat, ann).last_read_seq == 0  # one member's position is not another's
 
 
-def test_the_chat_read_event_keeps_the_position_it_was_recorded_with(mediator, database, published, ann):
-    chat = chat_with_messages(mediator, ann, 5)
+def test_the_chat_read_event_keeps_the_position_it_was_recorded_with(mediator, database, published, ann, writer):
+    chat = chat_with_messages(mediator, ann, writer, 5)
     mark_read(mediator, chat, ann, 2)
     mark_read(mediator, chat, ann, 5)
 
@@ -813,8 +1008,8 @@ REFUSED = {
 
 
 @pytest.mark.parametrize("command, error", REFUSED.values(), ids=REFUSED.keys())
-def test_a_refused_command_records_nothing_in_the_outbox(mediator, database, published, ann, bob, command, error):
-    chat = chat_with_messages(mediator, ann, 2)
+def test_a_refused_command_records_nothing_in_the_outbox(mediator, database, published, ann, bob, writer, command, error):
+    chat = chat_with_messages(mediator, ann, writer, 2)
     add(mediator, chat, "bob", bob)
     post(mediator, chat, ann)
     unchanged = Snapshot(database, published)
@@ -823,4 +1018,5 @@ def test_a_refused_command_records_nothing_in_the_outbox(mediator, database, pub
         command(mediator, chat, database.users)
 
     assert unchanged.unchanged()
-    assert stored_chat(database, chat).member_count == 2 and stored_chat(database, chat).last_seq == 3
+    # ann, the writer (who joined by posting) and bob
+    assert stored_chat(database, chat).member_count == 3 and stored_chat(database, chat).last_seq == 3

@@ -33,6 +33,11 @@ from messaging_domain.exceptions import (
 from messaging_domain.values import Participant, Role, Text, Title, Visibility
 
 
+def names_self(username: str, user: Participant) -> bool:
+    """Whether `username` is the user's own, in any case, as usernames are unique in any case."""
+    return username.casefold() == user.username.casefold()
+
+
 @dataclass(frozen=True)
 class Message:
     """A posted message never changes, so it is frozen."""
@@ -136,7 +141,7 @@ class Chat:
             chat_id=self.id, user=user, role=Role.MEMBER, joined_at=utc_now(), last_read_seq=self.last_seq
         )
         self.member_count += 1
-        self.events.append(MemberJoinedEvent(chat=self.snapshot(), member=membership))
+        self.events.append(MemberJoinedEvent(chat=self.snapshot(), member=dataclasses.replace(membership)))
         return membership
 
     def add_member(
@@ -158,14 +163,14 @@ class Chat:
                       as_moderator: bool = False) -> None:
         """Before the username is even looked up: whether it names a user is none of a refused caller's business."""
         self.check_visible(requester, requested_by if as_moderator else None)
-        joining_themselves = username == requested_by.username and self.visibility is Visibility.PUBLIC
+        joining_themselves = names_self(username, requested_by) and self.visibility is Visibility.PUBLIC
         if not (joining_themselves or self.may_manage(requested_by)):
             raise NotAllowed("Only the chat's owner or staff may add members.")
 
     def check_may_remove(self, username: str, requested_by: Participant, requester: Membership | None,
                          as_moderator: bool = False) -> None:
         self.check_visible(requester, requested_by if as_moderator else None)
-        if username != requested_by.username and not self.may_manage(requested_by):
+        if not names_self(username, requested_by) and not self.may_manage(requested_by):
             raise NotAllowed("Only the chat's owner or staff may remove members.")
 
     def remove_member(
@@ -183,7 +188,7 @@ class Chat:
         if membership.is_owner:
             raise OwnerCannotLeave("The owner cannot leave the chat; delete it instead.")
         self.member_count -= 1
-        self.events.append(MemberLeftEvent(chat=self.snapshot(), member=membership))
+        self.events.append(MemberLeftEvent(chat=self.snapshot(), member=dataclasses.replace(membership)))
         return membership
 
     def mark_read(self, membership: Membership | None, seq: object) -> Membership:

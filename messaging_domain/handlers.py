@@ -12,7 +12,7 @@ from messaging_domain.commands import (
     MarkReadCommand,
     RemoveMemberCommand,
 )
-from messaging_domain.entities import Chat, Membership, Message
+from messaging_domain.entities import Chat, Membership, Message, names_self
 from messaging_domain.exceptions import ChatTitleTaken, IdempotencyKeyReused, MemberNotFound, UserNotFound
 from messaging_domain.ports import UnitOfWork
 from messaging_domain.values import Participant, Text, Title, Visibility
@@ -94,7 +94,7 @@ def delete_chat(command: DeleteChatCommand, uow: UnitOfWork) -> None:
 
 
 def _user(uow: UnitOfWork, username: str, requested_by: Participant) -> Participant | None:
-    if username == requested_by.username:
+    if names_self(username, requested_by):
         return requested_by
     return uow.users.by_username(username)
 
@@ -103,7 +103,7 @@ def add_member(command: AddMemberCommand, uow: UnitOfWork) -> MemberChange:
     with uow:
         chat = uow.chats.get_for_update(command.chat_id)
         requester = uow.memberships.get(chat.id, command.requested_by.id)
-        existing_self = command.username == command.requested_by.username and requester is not None
+        existing_self = names_self(command.username, command.requested_by) and requester is not None
         if not existing_self:
             chat.check_may_add(command.username, command.requested_by, requester, command.as_moderator)
         user = _user(uow, command.username, command.requested_by)

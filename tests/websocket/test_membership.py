@@ -278,3 +278,20 @@ async def test_a_read_position_reaches_the_users_other_lobbies_only(ann, token, 
     assert await bobs.receive_nothing(timeout=0.5)
     for communicator in (phone, laptop, bobs):
         await communicator.disconnect()
+
+
+async def test_a_deleted_user_leaves_their_chats_and_their_sockets_are_closed_with_4401(
+    ann, bob, bob_token, channel_layer
+):
+    chat = await run(private_chat(ann))
+    await run(AddMemberCommand(chat_id=chat.id, username="bob", requested_by=participant_of(ann)))
+    stream = await connect(f"/ws/chats/{chat.id}/?token={bob_token}")
+    mark, bob_id = await outbox_mark(), bob.pk
+
+    await sync_to_async(bob.delete)()
+
+    await assert_closed_with(stream, 4401, "credentials_revoked")
+    left = [e for e in await envelopes_since(mark)]
+    assert [(e["event_type"], e["payload"]["member"]["username"], e["user_ids"]) for e in left] == [
+        ("member.left", "bob", [bob_id])]
+    assert left[0]["payload"]["chat"]["member_count"] == 1

@@ -122,6 +122,13 @@ class Page:
         self.find("#signup").click()
         self.wait(lambda: self.shown("#app") and self.find("#whoami").text == username, f"{username} signed in")
 
+    def log_in(self, username: str) -> None:
+        self.driver.get(self.site.url + "/")
+        self.fill("#username", username)
+        self.fill("#password", PASSWORD)
+        self.find("#login").click()
+        self.wait(lambda: self.shown("#app") and self.find("#whoami").text == username, f"{username} logged in")
+
     def wait_list_live(self) -> None:
         """The lobby socket is open and the list read after it opened has arrived."""
         self.wait(lambda: self.attribute("body", "data-lobby") == "live" and self.attribute("body", "data-list") == "loaded",
@@ -131,9 +138,44 @@ class Page:
         return self.driver.execute_script(
             "return [...document.querySelectorAll('#chat-list .title')].map(node => node.textContent)")
 
-    def create_chat(self, title: str) -> None:
+    def create_chat(self, title: str, private: bool = False) -> None:
         self.fill("#new-chat-title", title)
+        if self.find("#new-chat-private").is_selected() != private:
+            self.find("#new-chat-private").click()
         self.find("#new-chat-title").send_keys(Keys.ENTER)
+
+    def badges(self) -> dict[str, str]:
+        """The unread badge of every chat in the list that has one: {title: count}."""
+        return self.driver.execute_script(
+            "return Object.fromEntries([...document.querySelectorAll('#chat-list .chat-link')]"
+            ".filter(b => b.querySelector('.unread'))"
+            ".map(b => [b.querySelector('.title').textContent, b.querySelector('.unread').textContent]))")
+
+    def locked_titles(self) -> list[str]:
+        """The chats of the list shown with a lock (private)."""
+        return self.driver.execute_script(
+            "return [...document.querySelectorAll('#chat-list .chat-link')].filter(b => b.querySelector('svg.lock'))"
+            ".map(b => b.querySelector('.title').textContent)")
+
+    def requests_to(self, path_end: str) -> int:
+        """How many requests this document made to URLs ending so (resource timing lists every fetch)."""
+        return self.driver.execute_script(
+            "return performance.getEntriesByType('resource').filter(e => e.name.endsWith(arguments[0])).length",
+            path_end)
+
+    def open_members(self) -> None:
+        if not self.driver.execute_script("return document.getElementById('members').open"):
+            self.find("#members summary").click()
+
+    def members(self) -> list[tuple[str, str]]:
+        """(username, role) of the members panel, in its order."""
+        return [tuple(pair) for pair in self.driver.execute_script(
+            "return [...document.querySelectorAll('#member-list .member-item')]"
+            ".map(li => [li.querySelector('.name').textContent, li.querySelector('.role').textContent])")]
+
+    def add_member(self, username: str) -> None:
+        self.fill("#add-member-name", username)
+        self.find("#add-member-name").send_keys(Keys.ENTER)
 
     def open_chat(self, title: str) -> None:
         # The list arrives after the login: wait for the chat's entry instead of racing the first fetch,
@@ -165,6 +207,9 @@ class Page:
     def wait_messages(self, expected: list[tuple[int, str]], timeout: float = WAIT) -> None:
         self.wait(lambda: len(self.messages()) >= len(expected), f"{len(expected)} messages", timeout)
         assert self.messages() == expected
+
+    def chat_id(self) -> str:
+        return self.driver.current_url.split("#", 1)[1]
 
     def error(self) -> tuple[str, str]:
         self.wait(lambda: self.shown("#error"), "an error message")
@@ -363,3 +408,114 @@ def test_at_400_px_the_chat_takes_the_width_under_the_list_and_a_long_title_stay
     assert dan.chat_titles() == [LONG_TITLE]  # shortened on screen only
     assert dan.attribute("#chat-list .title", "title") == LONG_TITLE  # and whole in its tooltip
     assert dan.script_errors() == []
+
+
+def test_a_private_chat_appears_live_for_a_member_who_is_added_shows_unread_counts_and_closes_when_they_are_removed(
+    browser, site, tmp_path
+):
+    ann, bob = browser("ann"), browser("bob")
+    ann.sign_up("ann")
+    bob.sign_up("bob")
+    ann.wait_list_live()
+    bob.wait_list_live()
+
+    ann.create_chat("Secret plans", private=True)
+    ann.wait_chat_live("Secret plans")
+    assert ann.locked_titles() == ["Secret plans"]
+    assert ann.attribute("#chat", "data-visibility") == "private"
+    assert ann.attribute("#chat", "data-member") == "owner"
+    ann.create_chat("Hallway")
+    ann.wait_chat_live("Hallway")
+    assert ann.locked_titles() == ["Secret plans"]  # the public one has no lock
+
+    # bob's lobby brings the public chat created after the private one, and never the private one.
+    bob.wait(lambda: bob.chat_titles() == ["Hallway"], "the public chat in bob's list", FIRST_EVENT_WAIT)
+    bob.driver.refresh()
+    bob.wait_list_live()
+    assert bob.chat_titles() == ["Hallway"]
+    assert bob.locked_titles() == []
+    list_reads = bob.requests_to("/api/chats/?limit=100")
+    bob.driver.execute_script("window.sameDocument = true")
+
+    ann.open_chat("Secret plans")
+    chat_id = ann.chat_id()
+    ann.open_members()
+    ann.wait(lambda: ann.members() == [("ann", "owner")], "ann alone in the members panel")
+    ann.add_member("nobody-here")
+    assert ann.error()[0] == "user_not_found"
+    ann.add_member("bob")
+    ann.wait(lambda: ann.members() == [("ann", "owner"), ("bob", "member")], "bob in the members panel")
+    assert ann.find("#member-count").text == "2"
+
+    # Added, the private chat appears in bob's list live: same document, no new read of the list.
+    bob.wait(lambda: "Secret plans" in bob.chat_titles(), "the private chat to appear in bob's list, through the lobby")
+    assert sorted(bob.chat_titles()) == ["Hallway", "Secret plans"]
+    assert bob.locked_titles() == ["Secret plans"]
+    assert bob.driver.execute_script("return window.sameDocument") is True
+    assert bob.requests_to("/api/chats/?limit=100") == list_reads
+    assert bob.badges() == {}  # a member added later starts with nothing unread
+
+    sent = []
+    for text in ("first", "second", "third"):
+        ann.send(text)
+        sent.append((len(sent) + 1, text))
+        ann.wait_messages(sent)
+    ann.wait(lambda: ann.badges() == {}, "ann's own messages to be marked read in her open chat")
+
+    # The lobby carries no messages: the count comes with the next read of the list (here, a reload).
+    bob.driver.refresh()
+    bob.wait_list_live()
+    bob.wait(lambda: bob.badges() == {"Secret plans": "3"}, "bob's unread badge")
+    assert bob.screenshot("private-chat-with-an-unread-badge", tmp_path).stat().st_size > 0
+
+    bob.open_chat("Secret plans")
+    bob.wait_messages([(1, "first"), (2, "second"), (3, "third")])
+    bob.wait(lambda: bob.badges() == {}, "bob's badge to clear once he has read the chat")
+    status, chat = call(site, "GET", f"/api/chats/{chat_id}/", token=bob.token())
+    assert (status, chat["membership"]) == (200, {"role": "member", "last_read_seq": 3, "unread": 0}), chat
+    bob.driver.get(site.url + "/")  # the list alone, the chat not opened again
+    bob.wait_list_live()
+    assert sorted(bob.chat_titles()) == ["Hallway", "Secret plans"]
+    assert bob.badges() == {}
+
+    # bob's phone: its badge clears live when the laptop reads (chat.read through the lobby).
+    status, _ = call(site, "POST", f"/api/chats/{chat_id}/messages/", {"text": "fourth"}, ann.token())
+    assert status == 201
+    phone = browser("bob-phone")
+    phone.log_in("bob")
+    phone.wait_list_live()
+    phone.wait(lambda: phone.badges() == {"Secret plans": "1"}, "the phone's unread badge")
+    phone_reads = phone.requests_to("/api/chats/?limit=100")
+    bob.open_chat("Secret plans")
+    bob.wait_messages([(1, "first"), (2, "second"), (3, "third"), (4, "fourth")])
+    phone.wait(lambda: phone.badges() == {}, "the phone's badge to clear when the laptop reads")
+    assert phone.requests_to("/api/chats/?limit=100") == phone_reads
+
+    # Ten messages in a burst: the read position is posted at most about once a second, not once per frame.
+    read_posts = bob.requests_to(f"/api/chats/{chat_id}/read/")
+    assert read_posts >= 1
+    for number in range(5, 15):
+        status, _ = call(site, "POST", f"/api/chats/{chat_id}/messages/", {"text": f"burst {number}"}, ann.token())
+        assert status == 201
+    bob.wait(lambda: len(bob.messages()) == 14, "the burst in bob's chat")
+    bob.wait(lambda: call(site, "GET", f"/api/chats/{chat_id}/", token=bob.token())[1]["membership"]["last_read_seq"] == 14,
+             "bob's read position to reach the last message")
+    burst_posts = bob.requests_to(f"/api/chats/{chat_id}/read/") - read_posts
+    assert 1 <= burst_posts <= 4, burst_posts
+    assert bob.badges() == {} and phone.badges() == {}
+
+    # The owner cannot leave; she removes bob: his open chat closes, and the chat leaves his lists.
+    ann.find("#leave-chat").click()
+    assert ann.error()[0] == "owner_cannot_leave"
+    ann.find("#error-close").click()
+    assert ann.screenshot("private-chat-members-panel", tmp_path).stat().st_size > 0
+    ann.find("#member-list [data-username='bob'] .remove-member").click()
+    ann.wait(lambda: ann.members() == [("ann", "owner")], "bob gone from the members panel")
+    bob.wait(lambda: bob.find("#notice").text == "You are no longer a member of this chat." and not bob.shown("#chat"),
+             "bob's open chat to close")
+    bob.wait(lambda: bob.chat_titles() == ["Hallway"], "the private chat to leave bob's list")
+    phone.wait(lambda: phone.chat_titles() == ["Hallway"], "the private chat to leave the phone's list")
+    assert bob.screenshot("removed-from-a-private-chat", tmp_path).stat().st_size > 0
+    status, body = call(site, "GET", f"/api/chats/{chat_id}/", token=bob.token())
+    assert (status, body["error"]["code"]) == (404, "chat_not_found")
+    assert (ann.script_errors(), bob.script_errors(), phone.script_errors()) == ([], [], [])

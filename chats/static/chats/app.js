@@ -3,10 +3,14 @@
 //   (requests omit cookies, so a session of the browsable API or the admin plays no part, and needs no CSRF);
 // - the lobby socket keeps the chat list live; on every (re)connect the list is read again (the lobby has no replay);
 // - an open chat shows its latest page of history, older pages on demand, then its socket with ?after_seq=<last
-//   seq shown>; every message is one <li data-seq>, and a frame whose seq is not above the last one is dropped.
+//   seq shown>; every message is one <li data-seq>, and a frame whose seq is not above the last one is dropped;
+// - membership: a chat's `membership` (null, or {role, last_read_seq, unread}) gives the list its unread badge;
+//   the open chat's read position is posted as messages are shown (at most once a second per chat), and the
+//   lobby's member.joined / member.left / chat.read frames keep the list in step with the user's other devices.
 
 const $ = (id) => document.getElementById(id);
 const PAGE = 50;
+const READ_EVERY = 1000; // ms: the open chat's read position is posted at most this often
 const TOKEN_KEY = "chat.token";
 const USER_KEY = "chat.username";
 
@@ -14,12 +18,12 @@ const state = {
   token: localStorage.getItem(TOKEN_KEY),
   username: localStorage.getItem(USER_KEY),
   chats: new Map(), // id -> chat, as the API returns it
-  gone: new Set(), // chats deleted while this page is open: a list read in flight must not bring them back
+  gone: new Set(), // chats deleted or left while this page is open: a list read in flight must not bring them back
   liveAdded: new Map(), // chats the lobby announced since the list read in flight started
   listGeneration: 0,
   chatsNext: null,
   lobby: null,
-  open: null, // {chat, lastSeq, olderBefore, stream, loadingOlder}
+  open: null, // {chat, lastSeq, olderBefore, stream, loadingOlder, readSeq, readAt, readTimer, reading}
   opening: null,
   pendingPost: null, // {chatId, text, key}: a failed post is retried with the same Idempotency-Key
   sending: false,
@@ -209,6 +213,9 @@ function showApp() {
     onFrame: (frame) => {
       if (frame.type === "chat.created") addChat(frame.chat);
       else if (frame.type === "chat.deleted") removeChat(frame.chat_id, "This chat was deleted.");
+      else if (frame.type === "member.joined") memberJoined(frame);
+      else if (frame.type === "member.left") memberLeft(frame);
+      else if (frame.type === "chat.read") readPosition(frame.chat_id, frame);
       else if (frame.type === "error" && !["credentials_revoked", "invalid_token"].includes(frame.code)) showError(frame);
     },
     onClose: (code) => { document.body.dataset.lobby = "reconnecting"; return authClose(code); },
@@ -238,11 +245,71 @@ async function loadChats(more = false) {
   if (!more) document.body.dataset.list = "loaded";
 }
 
+// Frames carry a chat without `membership` (one payload goes to many users): keep what this page knows, and
+// otherwise a chat's creator is its owner and anyone else is not a member.
 function addChat(chat) {
   if (state.gone.has(chat.id)) return;
+  if (!("membership" in chat)) {
+    const known = state.chats.get(chat.id);
+    chat = { ...chat, membership: known ? known.membership : ownMembership(chat) };
+  }
   state.chats.set(chat.id, chat);
   state.liveAdded.set(chat.id, chat);
   renderChats();
+}
+
+function ownMembership(chat) {
+  return chat.owner === state.username ? { role: "owner", last_read_seq: 0, unread: chat.last_seq } : null;
+}
+
+// Changes one chat wherever the page holds it: the list (and the live additions, the same objects) and the open chat.
+function updateChat(id, changes) {
+  const chat = state.chats.get(id);
+  if (chat) Object.assign(chat, changes);
+  const open = state.open;
+  if (open?.chat.id === id) {
+    Object.assign(open.chat, changes);
+    renderChatHead();
+  }
+  renderChats();
+}
+
+// member.joined / member.left reach only the member's own lobbies: the member is this user.
+function memberJoined(frame) {
+  if (frame.member?.username !== state.username) return;
+  const { role, last_read_seq } = frame.member;
+  const known = (state.chats.get(frame.chat_id) ?? (state.open?.chat.id === frame.chat_id ? state.open.chat : null))?.membership;
+  const membership = known && known.last_read_seq >= last_read_seq ? { ...known, role } // a newer read came first
+    : { role, last_read_seq, unread: Math.max(0, frame.chat.last_seq - last_read_seq) };
+  state.gone.delete(frame.chat_id); // added again after leaving
+  if (state.chats.has(frame.chat_id)) updateChat(frame.chat_id, { member_count: frame.chat.member_count, membership });
+  else addChat({ ...frame.chat, membership });
+  const open = state.open;
+  if (open?.chat.id !== frame.chat_id) return;
+  if (!state.chats.has(frame.chat_id)) updateChat(open.chat.id, { member_count: frame.chat.member_count, membership });
+  open.readSeq = Math.max(open.readSeq, last_read_seq);
+  markRead(open);
+  if (membersShown()) loadMembers();
+}
+
+function memberLeft(frame) {
+  if (frame.member?.username !== state.username) return;
+  if (frame.chat.visibility === "private") {
+    removeChat(frame.chat_id, "You are no longer a member of this chat.");
+    return;
+  }
+  updateChat(frame.chat_id, { member_count: frame.chat.member_count, membership: null });
+  if (state.open?.chat.id === frame.chat_id && membersShown()) loadMembers();
+}
+
+// A read position from this page's own POST or from the user's other devices; it never moves back.
+function readPosition(id, { last_read_seq, unread }) {
+  const open = state.open?.chat.id === id ? state.open : null;
+  if (open) open.readSeq = Math.max(open.readSeq, last_read_seq);
+  const chat = state.chats.get(id) ?? open?.chat;
+  const membership = chat?.membership;
+  if (!membership || last_read_seq < membership.last_read_seq) return;
+  updateChat(id, { membership: { ...membership, last_read_seq, unread } });
 }
 
 function removeChat(id, message) {
@@ -253,13 +320,29 @@ function removeChat(id, message) {
   if (state.open?.chat.id === id) chatGone(message);
 }
 
+// A padlock drawn inline (no icon font or emoji font needed), for a private chat.
+function lockMark() {
+  const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+  svg.setAttribute("viewBox", "0 0 16 16");
+  svg.setAttribute("class", "lock");
+  svg.setAttribute("role", "img");
+  svg.setAttribute("aria-label", "private");
+  svg.innerHTML = '<title>Private chat</title><rect x="3" y="7" width="10" height="8" rx="1.5"/>'
+    + '<path d="M5 7V5a3 3 0 0 1 6 0v2" fill="none" stroke-width="1.8"/>';
+  return svg;
+}
+
 function renderChats() {
   const chats = [...state.chats.values()].sort((a, b) => Date.parse(b.created_at) - Date.parse(a.created_at));
   $("chat-list").replaceChildren(...chats.map((chat) => {
+    const unread = chat.membership?.unread ?? 0;
     const button = el("button", { type: "button", className: "chat-link" },
+      ...(chat.visibility === "private" ? [lockMark()] : []),
       el("span", { className: "title", textContent: chat.title, title: chat.title }),
+      ...(unread > 0 ? [el("span", { className: "unread", textContent: unread, title: `${unread} unread` })] : []),
       el("span", { className: "owner", textContent: chat.owner }));
     button.dataset.chatId = chat.id;
+    button.dataset.visibility = chat.visibility ?? "public";
     button.addEventListener("click", () => select(chat.id));
     return el("li", { className: state.open?.chat.id === chat.id ? "active" : "" }, button);
   }));
@@ -269,10 +352,12 @@ function renderChats() {
 async function createChat(event) {
   event.preventDefault();
   const input = $("new-chat-title");
+  const visibility = $("new-chat-private").checked ? "private" : "public";
   clearError();
   try {
-    const chat = await api("POST", "/api/chats/", { title: input.value });
+    const chat = await api("POST", "/api/chats/", { title: input.value, visibility });
     input.value = "";
+    $("new-chat-private").checked = false;
     addChat(chat);
     select(chat.id);
   } catch (error) {
@@ -323,18 +408,25 @@ async function openChat(id) {
     return;
   }
   if (state.opening !== opening) return; // another chat was picked meanwhile
-  const open = (state.open = { chat, lastSeq: 0, olderBefore: beforeSeqOf(page.next), stream: null, loadingOlder: false });
+  const open = (state.open = {
+    chat, lastSeq: 0, olderBefore: beforeSeqOf(page.next), stream: null, loadingOlder: false,
+    readSeq: chat.membership?.last_read_seq ?? 0, readAt: 0, readTimer: null, reading: false,
+  });
   const newestFirst = page.results;
   open.lastSeq = newestFirst.length ? newestFirst[0].seq : 0;
   $("messages").replaceChildren(...newestFirst.slice().reverse().map(messageElement));
   $("chat-title").textContent = chat.title;
-  $("delete-chat").hidden = chat.owner !== state.username;
+  $("member-list").replaceChildren();
+  renderChatHead();
+  if (membersShown()) loadMembers();
   $("older").hidden = !open.olderBefore;
   $("no-chat").hidden = true;
   $("chat").hidden = false;
   notice("");
-  renderChats();
+  if (state.chats.has(chat.id)) updateChat(chat.id, chat); // this read is newer than the list's
+  else renderChats();
   scrollToEnd();
+  markRead(open);
   setChatState("connecting", "connecting…");
   open.stream = new Stream({
     url: () => wsUrl(`/ws/chats/${chat.id}/`, { after_seq: open.lastSeq }),
@@ -343,6 +435,7 @@ async function openChat(id) {
     onClose: (code) => {
       if (code === 4410) { removeChat(chat.id, "This chat was deleted."); return false; }
       if (code === 4404) { removeChat(chat.id, "This chat no longer exists."); return false; }
+      if (code === 4403) { removeChat(chat.id, "You are no longer a member of this chat."); return false; }
       if (!authClose(code)) return false;
       setChatState("reconnecting", "reconnecting…"); // 4408 (fell behind), 4429, a network drop: resume after lastSeq
       return true;
@@ -358,10 +451,12 @@ function chatFrame(open, frame) {
     $("messages").append(messageElement(message));
     open.lastSeq = message.seq;
     if (follow) scrollToEnd();
+    markRead(open);
   } else if (frame.type === "chat.deleted") {
     removeChat(open.chat.id, "This chat was deleted.");
-  } else if (frame.type === "error" && !["lagging", "credentials_revoked", "invalid_token"].includes(frame.code)) {
-    showError(frame); // these are followed by a close that says what to do (4401: back to the login form)
+  } else if (frame.type === "error"
+             && !["lagging", "credentials_revoked", "invalid_token", "not_a_member"].includes(frame.code)) {
+    showError(frame); // these are followed by a close that says what to do (4401: back to the login form, 4403: gone)
   }
 }
 
@@ -392,6 +487,7 @@ function closeChat() {
   state.opening = null;
   if (!state.open) return;
   state.open.stream?.stop();
+  clearTimeout(state.open.readTimer);
   state.open = null;
   $("messages").replaceChildren();
   $("chat").hidden = true;
@@ -439,6 +535,158 @@ async function send() {
   }
 }
 
+// ---- Read position ----------------------------------------------------------------------------------------------
+
+// The open chat's last shown seq becomes its read position: one POST at most every READ_EVERY ms, and only when
+// that seq is beyond what is marked already, however many frames arrive. Not for a hidden tab, or a non-member.
+function markRead(open) {
+  if (state.open !== open || !open.chat.membership || open.lastSeq <= open.readSeq) return;
+  if (open.readTimer || open.reading || document.hidden) return;
+  open.readTimer = setTimeout(() => postRead(open), Math.max(0, open.readAt + READ_EVERY - Date.now()));
+}
+
+async function postRead(open) {
+  open.readTimer = null;
+  if (state.open !== open || !open.chat.membership || open.lastSeq <= open.readSeq) return;
+  open.reading = true;
+  open.readAt = Date.now();
+  let position;
+  try {
+    position = await api("POST", `/api/chats/${open.chat.id}/read/`, { seq: open.lastSeq });
+  } catch (error) {
+    // Not worth an error on screen: the next message shown tries again. A chat that is gone, or a membership
+    // that ended, is announced by the socket or the lobby.
+    if (error.code === "not_a_member") updateChat(open.chat.id, { membership: null });
+    return;
+  } finally {
+    open.reading = false;
+  }
+  readPosition(open.chat.id, position);
+  markRead(open); // messages shown while the POST was on its way
+}
+
+// ---- Members -------------------------------------------------------------------------------------------------
+
+const membersShown = () => $("members").open;
+
+// The open chat's header: its lock, and what this user may do (join, leave, delete, add members).
+function renderChatHead() {
+  const chat = state.open?.chat;
+  if (!chat) return;
+  const member = Boolean(chat.membership);
+  $("chat-lock").replaceChildren(...(chat.visibility === "private" ? [lockMark()] : []));
+  $("chat").dataset.visibility = chat.visibility;
+  $("chat").dataset.member = member ? chat.membership.role : "";
+  $("join-chat").hidden = member || chat.visibility === "private";
+  $("leave-chat").hidden = !member;
+  $("delete-chat").hidden = chat.owner !== state.username;
+  $("add-member").hidden = !member;
+  $("member-count").textContent = chat.member_count ?? "";
+}
+
+async function loadMembers() {
+  const open = state.open;
+  if (!open) return;
+  let page;
+  try {
+    page = await api("GET", `/api/chats/${open.chat.id}/members/?limit=200`);
+  } catch (error) {
+    if (state.open === open) showError(error);
+    return;
+  }
+  if (state.open !== open) return;
+  const owner = open.chat.membership?.role === "owner";
+  $("member-list").replaceChildren(...page.results.map((member) => {
+    const li = el("li", { className: "member-item" },
+      el("span", { className: "name", textContent: member.username }), " ",
+      el("span", { className: `role role-${member.role}`, textContent: member.role }));
+    li.dataset.username = member.username;
+    if (owner && member.role !== "owner") {
+      const remove = el("button", { type: "button", className: "remove-member", textContent: "Remove" });
+      remove.addEventListener("click", () => removeMember(open, member.username));
+      li.append(" ", remove);
+    }
+    return li;
+  }), ...(page.next ? [el("li", { className: "more", textContent: "…and more" })] : []));
+  if (!page.next && open.chat.member_count !== page.results.length) updateChat(open.chat.id, { member_count: page.results.length });
+}
+
+function memberPath(chat, username) {
+  return `/api/chats/${chat.id}/members/` + (username === undefined ? "" : `${encodeURIComponent(username)}/`);
+}
+
+async function addMember(event) {
+  event.preventDefault();
+  const open = state.open;
+  const input = $("add-member-name");
+  const username = input.value.trim();
+  if (!open || !username) return;
+  clearError();
+  try {
+    await api("POST", memberPath(open.chat), { username });
+    if (input.value.trim() === username) input.value = "";
+    notice(`${username} is a member of "${open.chat.title}".`);
+  } catch (error) {
+    showError(error);
+    return;
+  }
+  if (state.open === open) loadMembers();
+}
+
+async function removeMember(open, username) {
+  clearError();
+  try {
+    await api("DELETE", memberPath(open.chat, username));
+  } catch (error) {
+    showError(error);
+    return;
+  }
+  if (state.open === open) loadMembers();
+}
+
+async function joinChat() {
+  const open = state.open;
+  if (!open) return;
+  clearError();
+  let member;
+  try {
+    member = await api("POST", memberPath(open.chat), {});
+  } catch (error) {
+    showError(error);
+    return;
+  }
+  if (state.open !== open) return;
+  if (!open.chat.membership) {
+    const lastSeq = Math.max(open.chat.last_seq, open.lastSeq);
+    const membership = { role: member.role, last_read_seq: member.last_read_seq, unread: Math.max(0, lastSeq - member.last_read_seq) };
+    updateChat(open.chat.id, { membership, member_count: (open.chat.member_count ?? 0) + 1 });
+    open.readSeq = Math.max(open.readSeq, member.last_read_seq);
+    markRead(open);
+  }
+  if (membersShown()) loadMembers();
+}
+
+async function leaveChat() {
+  const open = state.open;
+  if (!open) return;
+  clearError();
+  try {
+    await api("DELETE", memberPath(open.chat, state.username));
+  } catch (error) {
+    showError(error); // the owner: owner_cannot_leave
+    return;
+  }
+  if (open.chat.visibility === "private") {
+    removeChat(open.chat.id, `You left "${open.chat.title}".`);
+    return;
+  }
+  if (open.chat.membership) {
+    updateChat(open.chat.id, { membership: null, member_count: Math.max(0, (open.chat.member_count ?? 1) - 1) });
+  }
+  notice(`You left "${open.chat.title}".`);
+  if (state.open === open && membersShown()) loadMembers();
+}
+
 async function deleteChat() {
   const open = state.open;
   if (!open || !confirm(`Delete "${open.chat.title}" and all its messages?`)) return;
@@ -462,6 +710,15 @@ $("more-chats").addEventListener("click", () => loadChats(true));
 $("older").addEventListener("click", loadOlder);
 $("scroller").addEventListener("scroll", () => { if ($("scroller").scrollTop === 0) loadOlder(); });
 $("delete-chat").addEventListener("click", deleteChat);
+$("join-chat").addEventListener("click", joinChat);
+$("leave-chat").addEventListener("click", leaveChat);
+$("add-member").addEventListener("submit", addMember);
+$("members").addEventListener("toggle", () => { if (membersShown()) loadMembers(); });
+document.addEventListener("visibilitychange", () => {
+  if (document.hidden || !state.token) return;
+  loadChats(); // unread counts moved while the tab was away (the lobby carries no messages)
+  if (state.open) markRead(state.open);
+});
 $("composer").addEventListener("submit", (event) => { event.preventDefault(); send(); });
 $("message-text").addEventListener("keydown", (event) => {
   if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {

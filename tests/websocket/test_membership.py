@@ -265,7 +265,7 @@ async def test_a_private_chats_deletion_reaches_its_members_lobbies_only(
 async def test_a_read_position_reaches_the_users_other_lobbies_only(ann, token, bob, bob_token, channel_layer):
     chat = await run(CreateChatCommand(title="Open", owner=participant_of(ann)))
     for n in range(3):
-        await run(CreateMessageCommand(chat_id=chat.id, text=f"m{n}", author=participant_of(ann)))
+        await run(CreateMessageCommand(chat_id=chat.id, text=f"m{n}", author=participant_of(bob)))
     phone, laptop = await connect(f"/ws/chats/?token={token}"), await connect(f"/ws/chats/?token={token}")
     bobs = await connect(f"/ws/chats/?token={bob_token}")
 

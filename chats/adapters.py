@@ -163,9 +163,10 @@ class DjangoMembershipRepository(MembershipRepository):
 
 
 class DjangoUserDirectory(UserDirectory):
-    def by_username(self, username: str) -> Participant | None:
+    def by_username(self, username: str, active_only: bool = True) -> Participant | None:
         # Usernames are unique in any case (migration 0004), so at most one matches.
-        user = get_user_model().objects.filter(username__iexact=username, is_active=True).first()
+        users = get_user_model().objects.filter(username__iexact=username)
+        user = (users.filter(is_active=True) if active_only else users).first()
         return None if user is None else participant_of(user)
 
 

@@ -45,7 +45,7 @@ class Membership(models.Model):
         indexes = [models.Index(fields=["user", "chat"], name="membership_by_user")]
 
     def __str__(self) -> str:
-        return f"{self.user_id} in {self.chat_id}"
+        return f"{self.user.get_username()} in {self.chat}"
 
 
 class Message(models.Model):

@@ -93,10 +93,10 @@ def delete_chat(command: DeleteChatCommand, uow: UnitOfWork) -> None:
         uow.commit()
 
 
-def _user(uow: UnitOfWork, username: str, requested_by: Participant) -> Participant | None:
+def _user(uow: UnitOfWork, username: str, requested_by: Participant, active_only: bool = True) -> Participant | None:
     if names_self(username, requested_by):
         return requested_by
-    return uow.users.by_username(username)
+    return uow.users.by_username(username, active_only)
 
 
 def add_member(command: AddMemberCommand, uow: UnitOfWork) -> MemberChange:
@@ -124,7 +124,7 @@ def remove_member(command: RemoveMemberCommand, uow: UnitOfWork) -> MemberChange
         chat = uow.chats.get_for_update(command.chat_id)
         requester = uow.memberships.get(chat.id, command.requested_by.id)
         chat.check_may_remove(command.username, command.requested_by, requester, command.as_moderator)
-        user = _user(uow, command.username, command.requested_by)
+        user = _user(uow, command.username, command.requested_by, active_only=False)
         if user is None:
             raise MemberNotFound(f"{command.username!r} is not a member of this chat.")
         membership = uow.memberships.get(chat.id, user.id)

@@ -92,8 +92,9 @@ class MembershipRepository(abc.ABC):
 
 class UserDirectory(abc.ABC):
     @abc.abstractmethod
-    def by_username(self, username: str) -> Participant | None:
-        """The active user with this username (in any case), or None."""
+    def by_username(self, username: str, active_only: bool = True) -> Participant | None:
+        """The user with this username (in any case), or None; only an active one unless told otherwise
+        (a deactivated member can still be removed, but not added)."""
 
 
 class UnitOfWork(abc.ABC):

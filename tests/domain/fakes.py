@@ -97,7 +97,7 @@ class FakeUserDirectory(UserDirectory):
     def __init__(self, staged: FakeDatabase) -> None:
         self.staged = staged
 
-    def by_username(self, username: str) -> Participant | None:
+    def by_username(self, username: str, active_only: bool = True) -> Participant | None:
         return next(
             (user for name, user in self.staged.users.items() if name.casefold() == username.casefold()), None
         )

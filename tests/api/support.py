@@ -1,6 +1,6 @@
 """Assertions and walks that the API tests share."""
 
-from chats.models import Chat, Message, OutboxEvent
+from chats.models import Chat, Membership, Message, OutboxEvent
 
 
 def assert_error(response, status: int, code: str | None = None) -> None:
@@ -16,11 +16,23 @@ def assert_error(response, status: int, code: str | None = None) -> None:
 
 
 def database_state() -> tuple:
-    """What a refused request must leave unchanged: the chats, the messages and the outbox."""
+    """What a refused request must leave unchanged: the chats, the messages and the outbox (its event ids at
+    [2]), then each chat's changing columns and every membership with its role and read position."""
     return (
         Chat.objects.count(),
         Message.objects.count(),
         list(OutboxEvent.objects.order_by("id").values_list("event_id", flat=True)),
+        list(Chat.objects.order_by("id").values_list("id", "title", "last_seq", "visibility", "member_count")),
+        membership_rows(),
+    )
+
+
+def membership_rows() -> list[tuple]:
+    """Every membership as (chat id, username, role, last read seq), in a stable order."""
+    return list(
+        Membership.objects.order_by("chat_id", "user__username").values_list(
+            "chat_id", "user__username", "role", "last_read_seq"
+        )
     )
 
 

@@ -133,6 +133,75 @@ def test_a_body_that_is_not_json_is_a_parse_error(client, url_for, field, body):
     assert database_state() == before
 
 
+# --- the member and read endpoints ---------------------------------------------------------------
+
+MEMBERSHIP_ENDPOINTS = ["members/", "read/"]
+
+
+@pytest.fixture
+def joined_chat(chat, bob_client) -> dict:
+    """The chat with bob a member too, so that a refused read or join has a position and a member to keep."""
+    assert bob_client.post(f"/api/chats/{chat['id']}/members/", {}, format="json").status_code == 201
+    return chat
+
+
+@pytest.mark.parametrize("endpoint", MEMBERSHIP_ENDPOINTS)
+@pytest.mark.parametrize("body", ['["bob"]', '[{"seq": 1}]', '"bob"', "42", "true", "null", "[]", '""'])
+def test_a_json_body_that_is_not_an_object_is_an_invalid_request_on_members_and_read(
+    bob_client, joined_chat, endpoint, body
+):
+    before = database_state()
+
+    response = post_raw(bob_client, f"/api/chats/{joined_chat['id']}/{endpoint}", body)
+
+    assert_error(response, 400, "invalid_request")
+    assert database_state() == before
+
+
+@pytest.mark.parametrize("endpoint", MEMBERSHIP_ENDPOINTS)
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param('{"username": "bob", "seq": 1', id="truncated"),
+        pytest.param("{'username': 'bob', 'seq': 1}", id="single-quotes"),
+        pytest.param('{"seq": NaN}', id="nan"),
+        pytest.param('{"seq": Infinity}', id="infinity"),
+        pytest.param(b'{"username": "\xff\xfe"}', id="not-utf8"),
+    ],
+)
+def test_a_body_that_is_not_json_is_a_parse_error_on_members_and_read(bob_client, joined_chat, endpoint, body):
+    before = database_state()
+
+    response = post_raw(bob_client, f"/api/chats/{joined_chat['id']}/{endpoint}", body)
+
+    assert_error(response, 400, "parse_error")
+    assert database_state() == before
+
+
+@pytest.mark.parametrize("endpoint", MEMBERSHIP_ENDPOINTS)
+@pytest.mark.parametrize("content_type", ["text/plain", "application/xml"])
+def test_an_unsupported_content_type_on_members_and_read_is_refused_with_415(
+    bob_client, joined_chat, endpoint, content_type
+):
+    before = database_state()
+
+    response = post_raw(bob_client, f"/api/chats/{joined_chat['id']}/{endpoint}", "seq=1", content_type=content_type)
+
+    assert_error(response, 415, "unsupported_media_type")
+    assert database_state() == before
+
+
+@pytest.mark.parametrize("endpoint", MEMBERSHIP_ENDPOINTS)
+def test_a_body_over_the_upload_limit_on_members_and_read_is_refused_with_413(bob_client, joined_chat, endpoint):
+    before = database_state()
+    body = json.dumps({"username": "bob", "seq": 1, "padding": oversized()})
+
+    response = post_raw(bob_client, f"/api/chats/{joined_chat['id']}/{endpoint}", body)
+
+    assert_error(response, 413, "request_too_large")
+    assert database_state() == before
+
+
 # --- bodies, media types, methods, URLs -----------------------------------------------------------
 
 
@@ -201,6 +270,17 @@ WRONG_METHODS = [
     ("put", "/api/chats/{id}/messages/"),
     ("patch", "/api/chats/{id}/messages/"),
     ("delete", "/api/chats/{id}/messages/"),
+    ("put", "/api/chats/{id}/members/"),
+    ("patch", "/api/chats/{id}/members/"),
+    ("delete", "/api/chats/{id}/members/"),
+    ("get", "/api/chats/{id}/members/ann/"),
+    ("post", "/api/chats/{id}/members/ann/"),
+    ("put", "/api/chats/{id}/members/ann/"),
+    ("patch", "/api/chats/{id}/members/ann/"),
+    ("get", "/api/chats/{id}/read/"),
+    ("put", "/api/chats/{id}/read/"),
+    ("patch", "/api/chats/{id}/read/"),
+    ("delete", "/api/chats/{id}/read/"),
     ("get", "/api/auth/register/"),
     ("get", "/api/auth/token/"),
     ("delete", "/api/auth/token/"),
@@ -228,6 +308,10 @@ UNKNOWN_URLS = [
     "/api/chats/{id}/nope/",
     "/api/chats/{id}/messages/1/",
     "/api/chats/{id}/messages/extra/",
+    "/api/chats/{id}/members/ann/extra/",
+    "/api/chats/{id}/members/ann/bob/",
+    "/api/chats/{id}/read/1/",
+    "/api/chats/{id}/read/extra/",
 ]
 
 
@@ -281,6 +365,22 @@ def test_writes_of_every_kind_share_one_budget(three_writes_a_minute, client):
     assert database_state() == before
 
 
+def test_joining_reading_and_leaving_spend_the_write_budget_too(three_writes_a_minute, chat, bob_client):
+    members = f"/api/chats/{chat['id']}/members/"
+    spent = [
+        bob_client.post(members, {}, format="json"),
+        bob_client.post(f"/api/chats/{chat['id']}/read/", {"seq": 1}, format="json"),
+        bob_client.delete(f"{members}bob/"),
+    ]
+    assert [response.status_code for response in spent] == [201, 200, 204]
+    before = database_state()
+
+    response = bob_client.post(members, {}, format="json")
+
+    assert_error(response, 429, "throttled")
+    assert database_state() == before
+
+
 def test_reads_are_not_throttled(three_writes_a_minute, client):
     chat = client.post("/api/chats/", {"title": "Lunch"}, format="json").json()
     for n in range(3):
@@ -289,10 +389,16 @@ def test_reads_are_not_throttled(three_writes_a_minute, client):
 
     reads = [
         client.get(url)
-        for url in ["/api/chats/", f"/api/chats/{chat['id']}/", f"/api/chats/{chat['id']}/messages/"] * 4
+        for url in [
+            "/api/chats/",
+            f"/api/chats/{chat['id']}/",
+            f"/api/chats/{chat['id']}/messages/",
+            f"/api/chats/{chat['id']}/members/",
+        ]
+        * 4
     ]
 
-    assert [response.status_code for response in reads] == [200] * 12
+    assert [response.status_code for response in reads] == [200] * 16
 
 
 def test_anonymous_attempts_at_the_token_endpoint_are_throttled_too(three_writes_a_minute, ann):

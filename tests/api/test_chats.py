@@ -323,12 +323,14 @@ def test_each_change_writes_exactly_one_outbox_row_with_the_designed_envelope(cl
     ]
     assert_envelope(envelopes[0], "chat.created", chat["id"], without_membership(chat))
     assert_envelope(envelopes[1], "message.created", chat["id"], first)
+    # bob has read up to his own message; he joined after ann's, with nothing unread: the event says so
     assert bob_member == {"username": "bob", "role": "member", "joined_at": bob_member["joined_at"],
-                          "last_read_seq": 1}  # he joined after ann's message: nothing unread
+                          "last_read_seq": 2}
+    bob_when_he_joined = {**bob_member, "last_read_seq": 1}
     chat_when_bob_joined = {**without_membership(chat), "last_seq": 1, "member_count": 2}
     assert_envelope(
         envelopes[2], "member.joined", chat["id"],
-        {"chat_id": chat["id"], "member": bob_member, "chat": chat_when_bob_joined}, user_ids=[bob.pk],
+        {"chat_id": chat["id"], "member": bob_when_he_joined, "chat": chat_when_bob_joined}, user_ids=[bob.pk],
     )
     assert_envelope(envelopes[3], "message.created", chat["id"], second)
     assert_envelope(envelopes[4], "chat.deleted", chat["id"], without_membership(chat_before_delete))

@@ -67,6 +67,31 @@ def ingest_rows(r: dict) -> list[Row]:
         Row("1 ingest, 1 client alone", "latency p50 / p99 ms (a POST with nothing queued)",
             ms(alone["service"]["latency_ms"], "p50", "p99"), f"{ms(alone['bare']['latency_ms'], 'p50', 'p99')} (bare)",
             " / ".join(times(alone["service"]["latency_ms"][q], alone["bare"]["latency_ms"][q]) for q in ("p50", "p99"))),
+        *membership_rows(r),
+    ]
+
+
+def membership_rows(r: dict) -> list[Row]:
+    """Issue 11: a post into a chat with 1,000 members costs the same as into a chat of 1 (its poster, the owner)."""
+    members = r.get("members")
+    if not members:
+        return []
+    crowd, service = members["service"], r["service"]
+    crowd_alone, alone = members["one_client"], r["one_client"]["service"]
+    count = f"{members['members_per_chat']:,}"
+    name = f"1 ingest, chats of {count} members"
+    queries = members["queries_per_post"]
+    crowd_queries, one_queries = queries[f"{members['members_per_chat']}_members"], queries["1_member"]
+    return [
+        Row(f"{name}, {r['clients']} clients", "POST /api/chats/{id}/messages/ requests/s (the owner posts)",
+            number(crowd["requests_per_s"]), f"{number(service['requests_per_s'])} (chats of 1 member, same rounds)",
+            percent(members["ratio"]), ">= 95 % (issue 11: same cost)",
+            verdict(members["ratio"] is not None and members["ratio"] >= 0.95)),
+        Row(f"{name}, 1 client alone", "latency p50 / p99 ms (a POST with nothing queued)",
+            ms(crowd_alone["latency_ms"], "p50", "p99"), f"{ms(alone['latency_ms'], 'p50', 'p99')} (chat of 1 member)",
+            " / ".join(times(crowd_alone["latency_ms"][q], alone["latency_ms"][q]) for q in ("p50", "p99"))),
+        Row(name, "database queries of one post (the mediator's transaction)", str(crowd_queries),
+            f"{one_queries} (chat of 1 member)", "-", "issue 11: no more", verdict(crowd_queries <= one_queries)),
     ]
 
 
@@ -157,6 +182,8 @@ def cpu_table(results: dict) -> str:
     phases = {
         "1 ingest (bare)": results["ingest"]["bare"]["cpu_percent"],
         "1 ingest (service)": results["ingest"]["service"]["cpu_percent"],
+        **({f"1 ingest (service, chats of {members['members_per_chat']:,} members)": members["service"]["cpu_percent"]}
+           if (members := results["ingest"].get("members")) else {}),
         **{f"3 end-to-end {run['rate']:g} msg/s": run["cpu_percent"] for run in results["latency"]["runs"]},
         "4 fan-out": results["fanout"]["service"]["cpu_percent"],
         "4 fan-out (bare websocket)": results["fanout"]["bare"]["cpu_percent"],

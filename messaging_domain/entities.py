@@ -34,8 +34,9 @@ from messaging_domain.values import Participant, Role, Text, Title, Visibility
 
 
 def names_self(username: str, user: Participant) -> bool:
-    """Whether `username` is the user's own, in any case, as usernames are unique in any case."""
-    return username.casefold() == user.username.casefold()
+    """Whether `username` is the user's own in any case: lower() as the database's unique index on
+    lower(username) compares them (casefold() would also take "strasse" for "straße", another user)."""
+    return username.lower() == user.username.lower()
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,16 @@ class Chat:
         )
         self.events.append(NewMessageReceivedEvent(message=message))
         return message
+
+    def read_own_message(self, membership: Membership, message: Message) -> bool:
+        """Posting reads the chat up to the author's own message. Their other devices hear of it (`chat.read`)
+        only when that passed messages they had not read: otherwise no unread count they show changes, and a
+        post costs no second event."""
+        passed_unread = membership.last_read_seq < message.seq - 1
+        moved = membership.read_up_to(message.seq)
+        if moved and passed_unread:
+            self.events.append(ChatReadEvent(member=dataclasses.replace(membership), unread=self.unread(membership)))
+        return moved
 
     def admit(self, user: Participant, existing: Membership | None) -> Membership | None:
         """Make `user` a member (None if they are one already). A newcomer has read what was there.

@@ -73,9 +73,9 @@ def create_message(command: CreateMessageCommand, uow: UnitOfWork) -> PostedMess
         joined = chat.admit(command.author, membership)  # posting in a public chat makes the author a member
         message = chat.post_message(text, command.author, command.idempotency_key)
         if joined is not None:
-            joined.read_up_to(message.seq)
+            chat.read_own_message(joined, message)
             uow.memberships.add(joined)
-        elif membership.read_up_to(message.seq):
+        elif chat.read_own_message(membership, message):
             uow.memberships.save_read_position(membership)
         uow.messages.add(message)
         uow.chats.save(chat)

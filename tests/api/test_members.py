@@ -205,9 +205,7 @@ def test_reading_moves_the_unread_count_of_the_chat(client, bob_client, busy_cha
     assert member(client, busy_chat, "bob")["last_read_seq"] == 4
 
 
-def test_posting_moves_the_authors_read_position_to_their_message_without_a_chat_read_event(
-    client, bob_client, busy_chat
-):
+def test_posting_past_unread_messages_reads_them_and_tells_the_authors_other_devices(client, bob, bob_client, busy_chat):
     before = database_state()
 
     message = post_message(bob_client, busy_chat, "caught up")
@@ -215,6 +213,16 @@ def test_posting_moves_the_authors_read_position_to_their_message_without_a_chat
     assert chat_of(bob_client, busy_chat)["membership"] == {"role": "member", "last_read_seq": 6, "unread": 0}
     assert chat_of(client, busy_chat)["membership"] == {"role": "owner", "last_read_seq": 5, "unread": 1}
     assert message["seq"] == 6
+    assert summary(new_events(before)) == [("message.created", None), ("chat.read", [bob.pk])]
+
+
+def test_posting_with_nothing_unread_moves_the_read_position_without_a_chat_read_event(client, bob_client, busy_chat):
+    post_message(bob_client, busy_chat, "caught up")
+    before = database_state()
+
+    post_message(bob_client, busy_chat, "and again")
+
+    assert chat_of(bob_client, busy_chat)["membership"] == {"role": "member", "last_read_seq": 7, "unread": 0}
     assert summary(new_events(before)) == [("message.created", None)]
 
 
@@ -852,7 +860,7 @@ def test_posting_in_a_public_chat_makes_the_author_a_member(client, bob, bob_cli
     assert joined["member"]["last_read_seq"] <= joined["chat"]["last_seq"], joined
 
 
-def test_a_members_next_posts_write_only_their_messages(client, bob_client):
+def test_a_members_next_posts_write_no_membership_events(ann, client, bob_client):
     chat = create_chat(client, "Lunch")
     post_message(bob_client, chat, "joins")
     private = create_chat(client, "Secret", "private")
@@ -863,7 +871,8 @@ def test_a_members_next_posts_write_only_their_messages(client, bob_client):
     post_message(bob_client, private, "inside")
     post_message(client, chat, "owner")
 
-    assert summary(new_events(before)) == [("message.created", None)] * 3
+    # ann's post passes bob's two unread messages: her other devices hear that she read them
+    assert summary(new_events(before)) == [("message.created", None)] * 3 + [("chat.read", [ann.pk])]
     assert [chat_of(client, c)["member_count"] for c in (chat, private)] == [2, 2]
 
 

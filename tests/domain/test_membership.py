@@ -400,7 +400,7 @@ def unread(database, chat, user):
     return stored_chat(database, chat).unread(member(database, chat, user))
 
 
-def test_the_owner_posting_reads_her_chat_up_to_her_message_without_a_chat_read_event(
+def test_the_owner_posting_reads_her_chat_up_to_her_message_and_her_devices_hear_of_what_she_passed(
     mediator, database, published, ann, writer
 ):
     chat = chat_with_messages(mediator, ann, writer, 2)
@@ -411,7 +411,9 @@ def test_the_owner_posting_reads_her_chat_up_to_her_message_without_a_chat_read_
 
     assert posted.message.seq == 3
     assert member(database, chat, ann).last_read_seq == 3 and unread(database, chat, ann) == 0
-    assert [type(e) for e in new_events(database, published, before)] == [NewMessageReceivedEvent]
+    created, read = new_events(database, published, before)
+    assert isinstance(created, NewMessageReceivedEvent) and isinstance(read, ChatReadEvent)
+    assert (read.member.user, read.member.last_read_seq, read.unread) == (ann, 3, 0)
     # Her message is unread to the others, as theirs were to her.
     assert member(database, chat, writer).last_read_seq == 2 and unread(database, chat, writer) == 1
 
@@ -449,12 +451,18 @@ def test_a_member_posting_reads_past_what_others_wrote_before_and_no_further(
 
     post(mediator, chat, bob, "three")
 
-    assert [type(e) for e in new_events(database, published, before)] == [NewMessageReceivedEvent]
+    assert [type(e) for e in new_events(database, published, before)] == [NewMessageReceivedEvent, ChatReadEvent]
     assert member(database, chat, bob).last_read_seq == 3 and unread(database, chat, bob) == 0
     assert member(database, chat, ann).last_read_seq == 0  # one member's post moves no one else's position
 
     post(mediator, chat, writer, "four")
     assert member(database, chat, bob).last_read_seq == 3 and unread(database, chat, bob) == 1
+
+    before = len(database.outbox)
+    post(mediator, chat, bob, "five")  # passes "four"
+    post(mediator, chat, bob, "six")  # passes nothing: no count any device shows changes, so no chat.read
+    assert [type(e) for e in new_events(database, published, before)] == [
+        NewMessageReceivedEvent, ChatReadEvent, NewMessageReceivedEvent]
 
 
 # --- private chats -------------------------------------------------------------------------------------------

@@ -15,7 +15,14 @@ from chats.runtime import logs
 from messaging_domain.entities import Chat, Membership, Message
 from messaging_domain.events import Event
 from messaging_domain.exceptions import ChatTitleTaken, IdempotencyKeyReused
-from messaging_domain.ports import ChatRepository, MembershipRepository, MessageRepository, UnitOfWork, UserDirectory
+from messaging_domain.ports import (
+    ChatRepository,
+    KeyedEdit,
+    MembershipRepository,
+    MessageRepository,
+    UnitOfWork,
+    UserDirectory,
+)
 from messaging_domain.values import Participant, Role, Text, Title, Visibility
 
 
@@ -32,6 +39,7 @@ def chat_from_row(row: models.Chat) -> Chat:
         last_seq=row.last_seq,
         visibility=Visibility(row.visibility),
         member_count=row.member_count,
+        version=row.version,
     )
 
 
@@ -42,6 +50,7 @@ def membership_from_row(row: models.Membership) -> Membership:
         role=Role(row.role),
         joined_at=row.joined_at,
         last_read_seq=row.last_read_seq,
+        version=row.version,
     )
 
 
@@ -50,10 +59,14 @@ def message_from_row(row: models.Message) -> Message:
         id=row.id,
         chat_id=row.chat_id,
         seq=row.seq,
-        text=Text(row.text),
+        text=None if row.deleted else Text(row.text),
         author=participant_of(row.author),
         created_at=row.created_at,
         idempotency_key=row.idempotency_key,
+        version=row.version,
+        created_version=row.created_version,
+        edited_at=row.edited_at,
+        deleted=row.deleted,
     )
 
 
@@ -75,6 +88,7 @@ class DjangoChatRepository(ChatRepository):
                     last_seq=chat.last_seq,
                     visibility=chat.visibility.value,
                     member_count=chat.member_count,
+                    version=chat.version,
                 )
         except IntegrityError as error:
             raise ChatTitleTaken(f"A chat titled {chat.title.value!r} already exists.") from error
@@ -91,7 +105,9 @@ class DjangoChatRepository(ChatRepository):
         return next((chat_from_row(row) for row in rows), None)
 
     def save(self, chat: Chat) -> None:
-        models.Chat.objects.filter(pk=chat.id).update(last_seq=chat.last_seq, member_count=chat.member_count)
+        models.Chat.objects.filter(pk=chat.id).update(
+            last_seq=chat.last_seq, member_count=chat.member_count, version=chat.version
+        )
 
     def remove(self, chat: Chat) -> None:
         models.Chat.objects.filter(pk=chat.id).delete()
@@ -107,6 +123,8 @@ class DjangoMessageRepository(MessageRepository):
             author_id=message.author.id,
             created_at=message.created_at,
             idempotency_key=message.idempotency_key,
+            version=message.version,
+            created_version=message.created_version,
         )
         if message.idempotency_key is None:
             row.save(force_insert=True)
@@ -128,6 +146,29 @@ class DjangoMessageRepository(MessageRepository):
         )
         return None if row is None else message_from_row(row)
 
+    def get(self, chat_id: UUID, seq: int) -> Message | None:
+        rows = models.Message.objects.select_related("author").filter(chat_id=chat_id, seq=seq)[:1]
+        return next((message_from_row(row) for row in rows), None)
+
+    def save(self, message: Message) -> None:
+        models.Message.objects.filter(pk=message.id).update(
+            text=message.shown_text, edited_at=message.edited_at, deleted=message.deleted, version=message.version
+        )
+
+    def get_edit_by_idempotency_key(self, editor: Participant, key: str) -> KeyedEdit | None:
+        row = models.MessageEditKey.objects.filter(editor_id=editor.id, key=key).first()
+        return None if row is None else KeyedEdit(row.chat_id, row.seq, Text(row.text))
+
+    def remember_edit(self, editor: Participant, key: str, edit: KeyedEdit) -> None:
+        try:
+            # The chat lock does not cover one key used on two chats at once; the unique index does.
+            with transaction.atomic():
+                models.MessageEditKey.objects.create(
+                    editor_id=editor.id, key=key, chat_id=edit.chat_id, seq=edit.seq, text=edit.text.value
+                )
+        except IntegrityError as error:
+            raise IdempotencyKeyReused("This Idempotency-Key was already used for a different edit.") from error
+
 
 class DjangoMembershipRepository(MembershipRepository):
     def _rows(self, chat_id: UUID, user_id: int):
@@ -148,10 +189,29 @@ class DjangoMembershipRepository(MembershipRepository):
             role=membership.role.value,
             joined_at=membership.joined_at,
             last_read_seq=membership.last_read_seq,
+            version=membership.version,
         )
+        self._record_change(membership, left=False)
 
     def remove(self, membership: Membership) -> None:
         models.Membership.objects.filter(chat_id=membership.chat_id, user_id=membership.user.id).delete()
+        self._record_change(membership, left=True)
+
+    @staticmethod
+    def _record_change(membership: Membership, left: bool) -> None:
+        """The member's latest change, for replays after a version (chats.models.MemberChange)."""
+        models.MemberChange.objects.update_or_create(
+            chat_id=membership.chat_id,
+            user_id=membership.user.id,
+            defaults={
+                "username": membership.user.username,
+                "role": membership.role.value,
+                "joined_at": membership.joined_at,
+                "last_read_seq": membership.last_read_seq,
+                "version": membership.version,
+                "left": left,
+            },
+        )
 
     def save_read_position(self, membership: Membership) -> None:
         models.Membership.objects.filter(chat_id=membership.chat_id, user_id=membership.user.id).update(

@@ -21,6 +21,7 @@ class Chat(models.Model):
     )
     # Kept by the commands under the chat's row lock, so a list of chats never counts member rows.
     member_count = models.PositiveIntegerField(default=0)
+    version = models.PositiveIntegerField(default=0)  # messaging_domain.entities: one per change of content
 
     class Meta:
         indexes = [models.Index(fields=["-created_at", "-id"], name="chat_newest_first")]
@@ -38,6 +39,7 @@ class Membership(models.Model):
     role = models.CharField(max_length=8, choices=[("owner", "owner"), ("member", "member")], default="member")
     joined_at = models.DateTimeField()
     last_read_seq = models.PositiveIntegerField(default=0)
+    version = models.PositiveIntegerField(default=0)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["chat", "user"], name="membership_unique_per_chat")]
@@ -56,8 +58,13 @@ class Message(models.Model):
     author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="messages")
     created_at = models.DateTimeField()
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+    version = models.PositiveIntegerField(default=0)  # the chat's version at this message's latest change
+    created_version = models.PositiveIntegerField(default=0)
+    edited_at = models.DateTimeField(null=True, blank=True)
+    deleted = models.BooleanField(default=False)  # a tombstone: text "" and the seq kept
 
     class Meta:
+        indexes = [models.Index(fields=["chat", "version"], name="message_by_version")]
         constraints = [
             models.UniqueConstraint(fields=["chat", "seq"], name="message_seq_unique_per_chat"),
             models.UniqueConstraint(
@@ -69,6 +76,40 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.chat_id} #{self.seq}"
+
+
+class MemberChange(models.Model):
+    """The latest membership change of each user in each chat (joined or left), with the chat's version at it:
+    what `?after_version=` replays of memberships. A member's row in `Membership` is gone once they leave;
+    this one stays (it names the user by id and username, so it outlives the account too)."""
+
+    id = models.BigAutoField(primary_key=True)
+    chat = models.ForeignKey(Chat, on_delete=models.CASCADE, related_name="member_changes")
+    user_id = models.BigIntegerField()
+    username = models.CharField(max_length=150)
+    role = models.CharField(max_length=8)
+    joined_at = models.DateTimeField()
+    last_read_seq = models.PositiveIntegerField(default=0)
+    version = models.PositiveIntegerField()
+    left = models.BooleanField(default=False)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["chat", "user_id"], name="member_change_unique_per_chat")]
+        indexes = [models.Index(fields=["chat", "version"], name="member_change_by_version")]
+
+
+class MessageEditKey(models.Model):
+    """An edit sent with an Idempotency-Key: its repeat is answered with the message, not applied again."""
+
+    id = models.BigAutoField(primary_key=True)
+    editor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    chat_id = models.UUIDField()
+    seq = models.PositiveIntegerField()
+    text = models.TextField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["editor", "key"], name="edit_key_unique_per_editor")]
 
 
 class OutboxEvent(models.Model):

@@ -15,6 +15,7 @@ class ChatSerializer(serializers.Serializer):
     last_seq = serializers.IntegerField(read_only=True)
     visibility = serializers.CharField(source="visibility.value", read_only=True)
     member_count = serializers.IntegerField(read_only=True)
+    version = serializers.IntegerField(read_only=True)
 
 
 class MemberSerializer(serializers.Serializer):
@@ -43,9 +44,12 @@ class MessageSerializer(serializers.Serializer):
     id = serializers.UUIDField(read_only=True)
     chat_id = serializers.UUIDField(read_only=True)
     seq = serializers.IntegerField(read_only=True)
-    text = serializers.CharField(read_only=True)
+    text = serializers.CharField(source="shown_text", read_only=True)  # "" once deleted
     author = serializers.CharField(source="author.username", read_only=True)
     created_at = serializers.DateTimeField(read_only=True)
+    edited_at = serializers.DateTimeField(read_only=True, allow_null=True)
+    deleted = serializers.BooleanField(read_only=True)
+    version = serializers.IntegerField(read_only=True)
 
 
 # A serializer instance deep-copies its declared fields when it is made; a read-only one keeps no state in

@@ -33,6 +33,22 @@ class CreateMessageCommand(Command):
 
 
 @dataclass(frozen=True)
+class EditMessageCommand(Command):
+    chat_id: UUID
+    seq: int
+    text: str
+    editor: Participant
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True)
+class DeleteMessageCommand(Command):
+    chat_id: UUID
+    seq: int
+    requested_by: Participant
+
+
+@dataclass(frozen=True)
 class DeleteChatCommand(Command):
     chat_id: UUID
     requested_by: Participant

@@ -1,5 +1,9 @@
-"""Entities. `Chat` is the aggregate root: messages are posted and members admitted through it, so it owns
-`last_seq`, `member_count` and the rules of who may see and change what.
+"""Entities. `Chat` is the aggregate root: messages are posted, edited and deleted and members admitted
+through it, so it owns `last_seq`, `version`, `member_count` and the rules of who may see and change what.
+
+`Chat.version` counts the changes to a chat's content: every message created, edited or deleted and every
+member joined or left raises it by exactly one (the caller holds the chat's row lock), and the change carries
+it. A client that has seen version V can ask for what changed after V; a missing version is a lost change.
 
 A chat's members are many (thousands), so the aggregate is never loaded with all of them: each rule is given
 the memberships it is about (the requester's, the target's), which the unit of work has loaded.
@@ -18,6 +22,8 @@ from messaging_domain.events import (
     Event,
     MemberJoinedEvent,
     MemberLeftEvent,
+    MessageDeletedEvent,
+    MessageEditedEvent,
     NewChatCreatedEvent,
     NewMessageReceivedEvent,
     utc_now,
@@ -26,6 +32,7 @@ from messaging_domain.exceptions import (
     ChatNotFound,
     InvalidSeq,
     MemberNotFound,
+    MessageDeleted,
     NotAllowed,
     NotAMember,
     OwnerCannotLeave,
@@ -41,15 +48,24 @@ def names_self(username: str, user: Participant) -> bool:
 
 @dataclass(frozen=True)
 class Message:
-    """A posted message never changes, so it is frozen."""
+    """A message as it is at one version: an edit or a deletion makes a new one (`dataclasses.replace`), so an
+    event keeps the message it was about. A deleted message keeps its seq as a tombstone without text."""
 
     id: UUID
     chat_id: UUID
     seq: int
-    text: Text
+    text: Text | None  # None once deleted
     author: Participant
     created_at: datetime
     idempotency_key: str | None = None
+    version: int = 0  # the chat's version at this message's latest change
+    created_version: int = 0  # ... and at its creation: a client that has seen that version has seen it
+    edited_at: datetime | None = None
+    deleted: bool = False
+
+    @property
+    def shown_text(self) -> str:
+        return "" if self.text is None else self.text.value
 
 
 @dataclass
@@ -61,6 +77,7 @@ class Membership:
     role: Role
     joined_at: datetime
     last_read_seq: int = 0
+    version: int = 0  # the chat's version at the change that made it (joined), or, in member.left, ended it
 
     @property
     def is_owner(self) -> bool:
@@ -83,6 +100,7 @@ class Chat:
     last_seq: int = 0
     visibility: Visibility = Visibility.PUBLIC
     member_count: int = 0
+    version: int = 0
     events: list[Event] = field(default_factory=list, init=False, repr=False, compare=False)
 
     @classmethod
@@ -119,6 +137,7 @@ class Chat:
         to move, with the message (`Membership.read_up_to`): nobody has an unread message of their own."""
         # The caller holds the chat exclusively (a row lock in the database), so seq has no gaps or repeats.
         self.last_seq += 1
+        version = self._next_version()
         message = Message(
             id=uuid4(),
             chat_id=self.id,
@@ -127,9 +146,37 @@ class Chat:
             author=author,
             created_at=utc_now(),
             idempotency_key=idempotency_key,
+            version=version,
+            created_version=version,
         )
         self.events.append(NewMessageReceivedEvent(message=message))
         return message
+
+    def edit_message(self, message: Message, text: Text, editor: Participant) -> Message | None:
+        """The message with its new text (None if the text is what it was: nothing changes). Authors only."""
+        if message.deleted:
+            raise MessageDeleted("This message was deleted; it cannot be edited.")
+        if editor.id != message.author.id:
+            raise NotAllowed("Only the message's author may edit it.")
+        if message.text == text:
+            return None
+        edited = dataclasses.replace(message, text=text, edited_at=utc_now(), version=self._next_version())
+        self.events.append(MessageEditedEvent(message=edited))
+        return edited
+
+    def delete_message(self, message: Message, requested_by: Participant) -> Message | None:
+        """The message as a tombstone (None if it was one already). Its author, the chat's owner or staff."""
+        if not (requested_by.id == message.author.id or self.may_manage(requested_by)):
+            raise NotAllowed("Only the message's author, the chat's owner or staff may delete it.")
+        if message.deleted:
+            return None
+        deleted = dataclasses.replace(message, text=None, deleted=True, version=self._next_version())
+        self.events.append(MessageDeletedEvent(message=deleted, deleted_by=requested_by.username))
+        return deleted
+
+    def _next_version(self) -> int:
+        self.version += 1
+        return self.version
 
     def read_own_message(self, membership: Membership, message: Message) -> bool:
         """Posting reads the chat up to the author's own message. Their other devices hear of it (`chat.read`)
@@ -149,7 +196,8 @@ class Chat:
         if existing is not None:
             return None
         membership = Membership(
-            chat_id=self.id, user=user, role=Role.MEMBER, joined_at=utc_now(), last_read_seq=self.last_seq
+            chat_id=self.id, user=user, role=Role.MEMBER, joined_at=utc_now(), last_read_seq=self.last_seq,
+            version=self._next_version(),
         )
         self.member_count += 1
         self.events.append(MemberJoinedEvent(chat=self.snapshot(), member=dataclasses.replace(membership)))
@@ -199,8 +247,9 @@ class Chat:
         if membership.is_owner:
             raise OwnerCannotLeave("The owner cannot leave the chat; delete it instead.")
         self.member_count -= 1
-        self.events.append(MemberLeftEvent(chat=self.snapshot(), member=dataclasses.replace(membership)))
-        return membership
+        left = dataclasses.replace(membership, version=self._next_version())
+        self.events.append(MemberLeftEvent(chat=self.snapshot(), member=dataclasses.replace(left)))
+        return left
 
     def mark_read(self, membership: Membership | None, seq: object) -> Membership:
         """Move the member's read position to `seq` (clamped to the last message); it never moves back."""

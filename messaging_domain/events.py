@@ -28,6 +28,12 @@ class Event:
     def chat_id(self) -> UUID:
         raise NotImplementedError
 
+    @property
+    def version(self) -> int | None:
+        """The chat's version this change made (see `Chat.version`); None for what is not a change of the chat's
+        content (a read position)."""
+        return None
+
 
 @dataclass(frozen=True, kw_only=True)
 class NewChatCreatedEvent(Event):
@@ -38,6 +44,10 @@ class NewChatCreatedEvent(Event):
     def chat_id(self) -> UUID:
         return self.chat.id
 
+    @property
+    def version(self) -> int:
+        return self.chat.version
+
 
 @dataclass(frozen=True, kw_only=True)
 class NewMessageReceivedEvent(Event):
@@ -47,6 +57,39 @@ class NewMessageReceivedEvent(Event):
     @property
     def chat_id(self) -> UUID:
         return self.message.chat_id
+
+    @property
+    def version(self) -> int:
+        return self.message.version
+
+
+@dataclass(frozen=True, kw_only=True)
+class MessageEditedEvent(Event):
+    event_type: ClassVar[str] = "message.edited"
+    message: Message  # after the edit
+
+    @property
+    def chat_id(self) -> UUID:
+        return self.message.chat_id
+
+    @property
+    def version(self) -> int:
+        return self.message.version
+
+
+@dataclass(frozen=True, kw_only=True)
+class MessageDeletedEvent(Event):
+    event_type: ClassVar[str] = "message.deleted"
+    message: Message  # the tombstone
+    deleted_by: str
+
+    @property
+    def chat_id(self) -> UUID:
+        return self.message.chat_id
+
+    @property
+    def version(self) -> int:
+        return self.message.version
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -60,6 +103,10 @@ class ChatDeletedEvent(Event):
     def chat_id(self) -> UUID:
         return self.chat.id
 
+    @property
+    def version(self) -> int:
+        return self.chat.version
+
 
 @dataclass(frozen=True, kw_only=True)
 class MemberJoinedEvent(Event):
@@ -71,6 +118,10 @@ class MemberJoinedEvent(Event):
     def chat_id(self) -> UUID:
         return self.chat.id
 
+    @property
+    def version(self) -> int:
+        return self.chat.version
+
 
 @dataclass(frozen=True, kw_only=True)
 class MemberLeftEvent(Event):
@@ -81,6 +132,10 @@ class MemberLeftEvent(Event):
     @property
     def chat_id(self) -> UUID:
         return self.chat.id
+
+    @property
+    def version(self) -> int:
+        return self.chat.version
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -100,6 +155,8 @@ class ChatReadEvent(Event):
 ALL_EVENTS: tuple[type[Event], ...] = (
     NewChatCreatedEvent,
     NewMessageReceivedEvent,
+    MessageEditedEvent,
+    MessageDeletedEvent,
     ChatDeletedEvent,
     MemberJoinedEvent,
     MemberLeftEvent,

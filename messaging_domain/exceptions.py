@@ -68,6 +68,16 @@ class NotAllowed(DomainError):
     code = "permission_denied"
 
 
+class MessageNotFound(DomainError):
+    code = "message_not_found"
+
+
+class MessageDeleted(DomainError):
+    """The message was deleted: it cannot be edited (an edit that lost a race with a delete gets this)."""
+
+    code = "message_deleted"
+
+
 class IdempotencyKeyReused(DomainError):
     """The same key was sent before with a different chat or text: replaying it would lie."""
 

@@ -9,12 +9,20 @@ from messaging_domain.commands import (
     CreateChatCommand,
     CreateMessageCommand,
     DeleteChatCommand,
+    DeleteMessageCommand,
+    EditMessageCommand,
     MarkReadCommand,
     RemoveMemberCommand,
 )
 from messaging_domain.entities import Chat, Membership, Message, names_self
-from messaging_domain.exceptions import ChatTitleTaken, IdempotencyKeyReused, MemberNotFound, UserNotFound
-from messaging_domain.ports import UnitOfWork
+from messaging_domain.exceptions import (
+    ChatTitleTaken,
+    IdempotencyKeyReused,
+    MemberNotFound,
+    MessageNotFound,
+    UserNotFound,
+)
+from messaging_domain.ports import KeyedEdit, UnitOfWork
 from messaging_domain.values import Participant, Text, Title, Visibility
 
 
@@ -22,6 +30,12 @@ from messaging_domain.values import Participant, Text, Title, Visibility
 class PostedMessage:
     message: Message
     created: bool  # False when an idempotency key replayed an earlier post
+
+
+@dataclass(frozen=True)
+class MessageChange:
+    message: Message
+    changed: bool  # False when there was nothing to do (the same text, a repeated key, deleted already)
 
 
 @dataclass(frozen=True)
@@ -81,6 +95,52 @@ def create_message(command: CreateMessageCommand, uow: UnitOfWork) -> PostedMess
         uow.chats.save(chat)
         uow.commit()
     return PostedMessage(message, created=True)
+
+
+def _message(uow: UnitOfWork, chat: Chat, seq: int) -> Message:
+    message = uow.messages.get(chat.id, seq)
+    if message is None:
+        raise MessageNotFound(f"Chat {chat.id} has no message {seq}.")
+    return message
+
+
+def edit_message(command: EditMessageCommand, uow: UnitOfWork) -> MessageChange:
+    text = Text(command.text)
+    with uow:
+        # Under the chat's lock, like every change of the chat: an edit and a delete of one message queue, and
+        # the second sees what the first did (an edit after a delete gets MessageDeleted).
+        chat = uow.chats.get_for_update(command.chat_id)
+        chat.check_visible(uow.memberships.get(chat.id, command.editor.id))
+        key = command.idempotency_key
+        if key is not None:
+            earlier = uow.messages.get_edit_by_idempotency_key(command.editor, key)
+            if earlier is not None:
+                if earlier != KeyedEdit(chat.id, command.seq, text):
+                    raise IdempotencyKeyReused("This Idempotency-Key was already used for a different edit.")
+                return MessageChange(_message(uow, chat, command.seq), changed=False)
+        edited = chat.edit_message(_message(uow, chat, command.seq), text, command.editor)
+        if edited is None:
+            return MessageChange(_message(uow, chat, command.seq), changed=False)
+        uow.messages.save(edited)
+        if key is not None:
+            uow.messages.remember_edit(command.editor, key, KeyedEdit(chat.id, command.seq, text))
+        uow.chats.save(chat)
+        uow.commit()
+    return MessageChange(edited, changed=True)
+
+
+def delete_message(command: DeleteMessageCommand, uow: UnitOfWork) -> MessageChange:
+    with uow:
+        chat = uow.chats.get_for_update(command.chat_id)
+        chat.check_visible(uow.memberships.get(chat.id, command.requested_by.id))
+        message = _message(uow, chat, command.seq)
+        deleted = chat.delete_message(message, command.requested_by)
+        if deleted is None:
+            return MessageChange(message, changed=False)
+        uow.messages.save(deleted)
+        uow.chats.save(chat)
+        uow.commit()
+    return MessageChange(deleted, changed=True)
 
 
 def delete_chat(command: DeleteChatCommand, uow: UnitOfWork) -> None:
@@ -152,6 +212,8 @@ def mark_read(command: MarkReadCommand, uow: UnitOfWork) -> ReadPosition:
 COMMAND_HANDLERS = {
     CreateChatCommand: create_chat,
     CreateMessageCommand: create_message,
+    EditMessageCommand: edit_message,
+    DeleteMessageCommand: delete_message,
     DeleteChatCommand: delete_chat,
     AddMemberCommand: add_member,
     RemoveMemberCommand: remove_member,

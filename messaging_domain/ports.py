@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Iterator
+from dataclasses import dataclass
 from types import TracebackType
 from uuid import UUID
 
 from messaging_domain.entities import Chat, Membership, Message
 from messaging_domain.events import Event
 from messaging_domain.exceptions import ChatNotFound
-from messaging_domain.values import Participant, Title
+from messaging_domain.values import Participant, Text, Title
 
 
 class ChatRepository(abc.ABC):
@@ -59,12 +60,36 @@ class ChatRepository(abc.ABC):
     def _get(self, chat_id: UUID) -> Chat | None: ...
 
 
+@dataclass(frozen=True)
+class KeyedEdit:
+    """What an edit sent with an Idempotency-Key asked for, so that its repeat is answered, not applied."""
+
+    chat_id: UUID
+    seq: int
+    text: Text
+
+
 class MessageRepository(abc.ABC):
+    """Messages by chat and seq. Changes to them are made under the chat's lock."""
+
     @abc.abstractmethod
     def add(self, message: Message) -> None: ...
 
     @abc.abstractmethod
+    def get(self, chat_id: UUID, seq: int) -> Message | None: ...
+
+    @abc.abstractmethod
+    def save(self, message: Message) -> None:
+        """Store an edited or deleted message: text, edited_at, deleted, version."""
+
+    @abc.abstractmethod
     def get_by_idempotency_key(self, author: Participant, key: str) -> Message | None: ...
+
+    @abc.abstractmethod
+    def get_edit_by_idempotency_key(self, editor: Participant, key: str) -> KeyedEdit | None: ...
+
+    @abc.abstractmethod
+    def remember_edit(self, editor: Participant, key: str, edit: KeyedEdit) -> None: ...
 
 
 class MembershipRepository(abc.ABC):

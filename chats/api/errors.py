@@ -30,6 +30,8 @@ DOMAIN_ERROR_STATUS: dict[type[domain.DomainError], int] = {
     domain.NotAllowed: status.HTTP_403_FORBIDDEN,
     domain.NotAMember: status.HTTP_403_FORBIDDEN,
     domain.IdempotencyKeyReused: status.HTTP_409_CONFLICT,
+    domain.MessageNotFound: status.HTTP_404_NOT_FOUND,
+    domain.MessageDeleted: status.HTTP_409_CONFLICT,
 }
 
 

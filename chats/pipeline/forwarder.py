@@ -24,8 +24,8 @@ from kafka.structs import OffsetAndMetadata
 from redis.exceptions import RedisError
 
 from chats.pipeline.wire import (
-    ADDRESSED_TYPES,
     LOBBY_GROUP,
+    MESSAGE_TYPES,
     InvalidEnvelope,
     chat_group,
     group_message,
@@ -58,10 +58,11 @@ class RecentEventIds:
 def groups_for(envelope: dict[str, Any]) -> list[str]:
     """A chat's own events go to its stream; lobbies get a public chat's creation and deletion (all of them),
     and the rest only where the envelope's `user_ids` say: the routing needs no database read.
-    A membership or read event is about one user: it goes to that user's sockets only."""
+    A membership event goes to the chat's stream and to that member's sockets; a read position to the
+    reader's sockets only."""
     event_type = envelope["event_type"]
-    groups = [] if event_type in ADDRESSED_TYPES else [chat_group(envelope["chat_id"])]
-    if event_type == "message.created":
+    groups = [] if event_type == "chat.read" else [chat_group(envelope["chat_id"])]
+    if event_type in MESSAGE_TYPES:
         return groups
     if is_addressed(envelope):
         groups.extend(user_group(user_id) for user_id in envelope["user_ids"])

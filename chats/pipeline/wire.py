@@ -26,6 +26,8 @@ from messaging_domain.events import (
     Event,
     MemberJoinedEvent,
     MemberLeftEvent,
+    MessageDeletedEvent,
+    MessageEditedEvent,
     NewChatCreatedEvent,
     NewMessageReceivedEvent,
 )
@@ -64,6 +66,8 @@ def _read_payload(event: ChatReadEvent) -> dict[str, Any]:
 _PAYLOADS = {
     NewChatCreatedEvent: lambda event: represent_chat(event.chat),
     NewMessageReceivedEvent: lambda event: represent_message(event.message),
+    MessageEditedEvent: lambda event: represent_message(event.message),
+    MessageDeletedEvent: lambda event: represent_message(event.message),
     ChatDeletedEvent: lambda event: represent_chat(event.chat),
     MemberJoinedEvent: _member_payload,
     MemberLeftEvent: _member_payload,
@@ -96,6 +100,8 @@ def envelope(event: Event, request_id: str | None = None) -> dict[str, Any]:
         "chat_id": str(event.chat_id),
         "payload": dict(_PAYLOADS[type(event)](event)),
     }
+    if event.version is not None:
+        wrapped["version"] = event.version
     user_ids = _user_ids(event)
     if user_ids is not None:
         wrapped["user_ids"] = user_ids
@@ -104,9 +110,13 @@ def envelope(event: Event, request_id: str | None = None) -> dict[str, Any]:
     return wrapped
 
 
-EVENT_TYPES = {"chat.created", "message.created", "chat.deleted", "member.joined", "member.left", "chat.read"}
+MESSAGE_TYPES = {"message.created", "message.edited", "message.deleted"}
+MEMBER_TYPES = {"member.joined", "member.left"}
+EVENT_TYPES = {"chat.created", "chat.deleted", "chat.read", *MESSAGE_TYPES, *MEMBER_TYPES}
 # Events only some users may see: they must say whose they are (a private chat's creation and deletion too).
-ADDRESSED_TYPES = {"member.joined", "member.left", "chat.read"}
+ADDRESSED_TYPES = {*MEMBER_TYPES, "chat.read"}
+# The changes of a chat's content, each raising its version by one: what a chat stream sends and replays.
+VERSIONED_TYPES = {*MESSAGE_TYPES, *MEMBER_TYPES}
 
 
 def is_addressed(envelope: dict[str, Any]) -> bool:
@@ -138,10 +148,13 @@ def parse_envelope(value: bytes | None) -> dict[str, Any]:
     payload = parsed["payload"]
     if not isinstance(payload, dict):
         raise InvalidEnvelope("payload is not an object")
-    if parsed["event_type"] == "message.created" and not (
-        isinstance(payload.get("seq"), int) and payload["seq"] > 0 and payload.get("chat_id") == parsed["chat_id"]
+    event_type = parsed["event_type"]
+    if event_type in MESSAGE_TYPES and not (
+        _positive(payload.get("seq")) and payload.get("chat_id") == parsed["chat_id"]
     ):
-        raise InvalidEnvelope("message.created needs a positive integer seq and the envelope's chat_id")
+        raise InvalidEnvelope(f"{event_type} needs a positive integer seq and the envelope's chat_id")
+    if event_type in VERSIONED_TYPES and not _positive(parsed.get("version")):
+        raise InvalidEnvelope(f"{event_type} needs a positive integer version")
     if is_addressed(parsed):
         user_ids = parsed.get("user_ids")
         if not (isinstance(user_ids, list) and all(type(uid) is int and uid > 0 for uid in user_ids)):
@@ -166,16 +179,33 @@ def render(frame: dict[str, Any]) -> str:
     return json.dumps(frame, ensure_ascii=False)
 
 
-def message_frame(message: dict[str, Any], event_id: str | None) -> dict[str, Any]:
-    """`message.created`, live (with its event_id) or replayed from the database (event_id null)."""
-    return {"type": "message.created", "event_id": event_id, "chat_id": message["chat_id"], "message": message}
+def _positive(value: Any) -> bool:
+    return type(value) is int and value > 0
+
+
+def message_frame(message: dict[str, Any], event_id: str | None, frame_type: str = "message.created") -> dict[str, Any]:
+    """A message frame, live (with its event_id) or replayed from the database (event_id null). `version` is
+    the message's: the change it shows is the latest one it had when the frame was made."""
+    return {"type": frame_type, "event_id": event_id, "chat_id": message["chat_id"], "version": message["version"],
+            "message": message}
+
+
+def member_frame(member: dict[str, Any], chat_id: str, version: int, left: bool, event_id: str | None = None,
+                 chat: dict[str, Any] | None = None) -> dict[str, Any]:
+    frame = {"type": "member.left" if left else "member.joined", "event_id": event_id, "chat_id": chat_id,
+             "version": version, "member": member}
+    if chat is not None:
+        frame["chat"] = chat
+    return frame
 
 
 def event_frame(envelope: dict[str, Any]) -> dict[str, Any]:
     event_type, payload = envelope["event_type"], envelope["payload"]
-    if event_type == "message.created":
-        return message_frame(payload, envelope["event_id"])
+    if event_type in MESSAGE_TYPES:
+        return message_frame(payload, envelope["event_id"], event_type)
     frame = {"type": event_type, "event_id": envelope["event_id"], "chat_id": envelope["chat_id"]}
+    if "version" in envelope:
+        frame["version"] = envelope["version"]
     if event_type == "chat.created":
         frame["chat"] = payload
     elif event_type in ("member.joined", "member.left"):
@@ -194,7 +224,10 @@ def group_message(envelope: dict[str, Any]) -> dict[str, Any]:
     return {
         "type": "chat.event",
         "event_type": envelope["event_type"],
-        "seq": envelope["payload"]["seq"] if envelope["event_type"] == "message.created" else None,
+        "seq": envelope["payload"]["seq"] if envelope["event_type"] in MESSAGE_TYPES else None,
+        "version": envelope.get("version"),
+        # whose membership changed: a chat stream closes the sockets of a member who left a private chat
+        "user_ids": envelope.get("user_ids") if envelope["event_type"] in MEMBER_TYPES else None,
         "frame": render(event_frame(envelope)),
         "event_id": envelope["event_id"],
         "chat_id": envelope["chat_id"],

@@ -8,7 +8,14 @@ from uuid import UUID
 from messaging_domain.entities import Chat, Membership, Message
 from messaging_domain.events import Event
 from messaging_domain.exceptions import ChatTitleTaken
-from messaging_domain.ports import ChatRepository, MembershipRepository, MessageRepository, UnitOfWork, UserDirectory
+from messaging_domain.ports import (
+    ChatRepository,
+    KeyedEdit,
+    MembershipRepository,
+    MessageRepository,
+    UnitOfWork,
+    UserDirectory,
+)
 from messaging_domain.values import Participant, Title
 
 
@@ -20,6 +27,7 @@ class FakeDatabase:
         self.chats: dict[UUID, Chat] = {}
         self.messages: dict[UUID, Message] = {}
         self.memberships: dict[tuple[UUID, int], Membership] = {}
+        self.edit_keys: dict[tuple[int, str], KeyedEdit] = {}
         self.users: dict[str, Participant] = {}
         self.outbox: list[Event] = []
 
@@ -60,6 +68,18 @@ class FakeMessageRepository(MessageRepository):
 
     def add(self, message: Message) -> None:
         self.staged.messages[message.id] = message
+
+    def get(self, chat_id: UUID, seq: int) -> Message | None:
+        return next((m for m in self.staged.messages.values() if m.chat_id == chat_id and m.seq == seq), None)
+
+    def save(self, message: Message) -> None:
+        self.staged.messages[message.id] = message
+
+    def get_edit_by_idempotency_key(self, editor: Participant, key: str) -> KeyedEdit | None:
+        return self.staged.edit_keys.get((editor.id, key))
+
+    def remember_edit(self, editor: Participant, key: str, edit: KeyedEdit) -> None:
+        self.staged.edit_keys[(editor.id, key)] = edit
 
     def get_by_idempotency_key(self, author: Participant, key: str) -> Message | None:
         for message in self.staged.messages.values():

@@ -9,15 +9,19 @@ from uuid import UUID
 
 from django.db.models import Count, Exists, Min, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
+from rest_framework.fields import DateTimeField
 
 from chats import models
 from chats.adapters import message_from_row
-from chats.serializers import MessageSerializer
+from chats.serializers import MessageSerializer, represent_message
+
+_iso = DateTimeField().to_representation
 
 
 @dataclass(frozen=True)
 class ChatAccess:
     last_seq: int
+    version: int
     private: bool
     member: bool
 
@@ -31,10 +35,10 @@ def chat_access(chat_id: UUID, user_id: int) -> ChatAccess | None:
     row = (
         models.Chat.objects.filter(pk=chat_id)
         .annotate(member=Exists(models.Membership.objects.filter(chat=OuterRef("pk"), user_id=user_id)))
-        .values_list("last_seq", "visibility", "member")
+        .values_list("last_seq", "version", "visibility", "member")
         .first()
     )
-    return None if row is None else ChatAccess(last_seq=row[0], private=row[1] == "private", member=row[2])
+    return None if row is None else ChatAccess(last_seq=row[0], version=row[1], private=row[2] == "private", member=row[3])
 
 
 def messages_after(chat_id: UUID, after_seq: int, up_to_seq: int, limit: int) -> list[dict[str, Any]]:
@@ -47,15 +51,50 @@ def messages_after(chat_id: UUID, after_seq: int, up_to_seq: int, limit: int) ->
     return MessageSerializer([message_from_row(row) for row in rows], many=True).data
 
 
+@dataclass(frozen=True)
+class Change:
+    """One message or membership as it is now, changed after some version: what a chat stream replays."""
+
+    version: int
+    message: dict[str, Any] | None = None  # as the API shows it
+    created_version: int = 0
+    member: dict[str, Any] | None = None
+    left: bool = False
+
+
+def changes_after(chat_id: UUID, after_version: int, limit: int) -> list[Change]:
+    """The messages and memberships of a chat whose latest change is after `after_version`, in version order,
+    at most `limit` of them (each at most once: a row holds its latest change)."""
+    messages = [
+        Change(version=row.version, message=represent_message(message_from_row(row)),
+               created_version=row.created_version)
+        for row in models.Message.objects.select_related("author")
+        .filter(chat_id=chat_id, version__gt=after_version).order_by("version")[:limit]
+    ]
+    members = [
+        Change(version=row.version, left=row.left, member={
+            "username": row.username, "role": row.role, "joined_at": _iso(row.joined_at),
+            "last_read_seq": row.last_read_seq,
+        })
+        for row in models.MemberChange.objects.filter(chat_id=chat_id, version__gt=after_version)
+        .order_by("version")[:limit]
+    ]
+    return sorted(messages + members, key=lambda change: change.version)[:limit]
+
+
 POSITIONS_PER_QUERY = 500
 
 
-def chat_positions(chat_ids: list[UUID]) -> dict[UUID, int]:
-    """The last seq of each chat that exists, `POSITIONS_PER_QUERY` chats per query."""
-    positions: dict[UUID, int] = {}
+def chat_positions(chat_ids: list[UUID]) -> dict[UUID, tuple[int, int]]:
+    """The last seq and version of each chat that exists, `POSITIONS_PER_QUERY` chats per query."""
+    positions: dict[UUID, tuple[int, int]] = {}
     for start in range(0, len(chat_ids), POSITIONS_PER_QUERY):
         chunk = chat_ids[start:start + POSITIONS_PER_QUERY]
-        positions.update(models.Chat.objects.filter(pk__in=chunk).values_list("id", "last_seq"))
+        positions.update(
+            (chat_id, (last_seq, version))
+            for chat_id, last_seq, version in models.Chat.objects.filter(pk__in=chunk).values_list(
+                "id", "last_seq", "version")
+        )
     return positions
 
 

@@ -25,10 +25,20 @@ from redis.exceptions import RedisError
 from chats.json_input import parse_json
 from chats.live.credentials import credential_group
 from chats.live.frame_budget import FrameBudget
-from chats.live.positions import ChatPositions
 from chats.live.socket_slots import SocketSlots
-from chats.pipeline.wire import LOBBY_GROUP, chat_group, message_frame, render, user_group
-from chats.queries import chat_access, messages_after
+from chats.live.positions import ChatPosition, ChatPositions
+from chats.live.presence import Presence, announce
+from chats.live.typing import TypingGate
+from chats.pipeline.wire import (
+    LOBBY_GROUP,
+    VERSIONED_TYPES,
+    change_frame,
+    chat_group,
+    message_frame,
+    render,
+    user_group,
+)
+from chats.queries import changes_after, chat_access, messages_after
 from chats.runtime import metrics
 from messaging_domain.exceptions import ChatNotFound
 
@@ -36,11 +46,11 @@ logger = logging.getLogger("chats.live.consumers")
 
 
 CLOSE_TOO_BIG = 1009  # the standard code for a frame over the size limit
-CLOSE_BAD_REQUEST = 4400
+CLOSE_BAD_REQUEST = 4400  # a bad after_seq or after_version, or both
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_NOT_A_MEMBER = 4403  # removed from (or left) a private chat
 CLOSE_NOT_FOUND = 4404
-CLOSE_LAGGING = 4408  # the client fell too far behind: reconnect with ?after_seq=<last seq received>
+CLOSE_LAGGING = 4408  # the client fell too far behind: reconnect with ?after_version= (or after_seq) it was sent
 CLOSE_CHAT_DELETED = 4410
 CLOSE_TOO_MANY = 4429  # frames too fast, or too many sockets for one user
 CLOSE_TRY_AGAIN = 1013  # the standard "try again later": Redis (socket counts, the channel layer) is away
@@ -80,8 +90,15 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
     async def dispatch(self, message: dict[str, Any]) -> None:
         if message["type"] == "chat.event":
             await self.chat_event(message)
+        elif message["type"] in ("chat.typing", "chat.presence"):
+            await self.from_another_user(message)
         else:
             await super().dispatch(message)
+
+    async def from_another_user(self, message: dict[str, Any]) -> None:
+        """Typing and presence frames (rendered once by their sender), to everyone but the user they are about."""
+        if message["username"] != self.scope["user"].get_username():
+            await self.send(text_data=message["frame"])
 
     async def admit(self) -> bool:
         """Check who connects; on success join the group of the credential they used and return True."""
@@ -241,8 +258,14 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
             return
         if isinstance(frame, dict) and frame.get("type") == "ping":
             await self.send_json({"type": "pong"})
-        else:
-            await self.send_error("unknown_type", 'The only frame a client sends is {"type": "ping"}.')
+        elif not (isinstance(frame, dict) and await self.receive_frame(frame)):
+            await self.send_error("unknown_type", self.frames_in)
+
+    frames_in = 'The only frame a client sends is {"type": "ping"}.'
+
+    async def receive_frame(self, frame: dict[str, Any]) -> bool:
+        """Handle a frame other than ping; False if this stream does not take it."""
+        return False
 
     async def chat_event(self, message: dict[str, Any]) -> None:
         raise NotImplementedError
@@ -270,17 +293,27 @@ class LobbyConsumer(EventStreamConsumer):
 
 
 class ChatStreamConsumer(EventStreamConsumer):
-    """`ws/chats/{id}/?after_seq=N`: one chat's messages, replayed after N, then live.
+    """`ws/chats/{id}/?after_version=V` (or nothing: from now): every change of one chat (messages created,
+    edited and deleted; members joined and left), the current state of what changed after V first, then live,
+    each version at most once and in increasing order. `?after_seq=N`: new messages only, each seq exactly
+    once and in order (the older protocol, for clients that only want new messages).
 
-    Live frames, gap fills and the position checks of chats.live.positions all move `sent_seq`; they take turns
-    on `self.turn`, so each seq is sent once and in order whichever of them sends it.
+    Live frames, gap fills and the position checks of chats.live.positions all move the stream's position
+    (`sent_version`, or `sent_seq`); they take turns on `self.turn`, so nothing is sent twice or out of order
+    whichever of them sends it.
     """
 
     kind = "chat"
     positions = ChatPositions()
+    presence = Presence(EventStreamConsumer.slots)
+    typing = TypingGate()
+    present = False
+    frames_in = 'A chat stream takes {"type": "ping"} and {"type": "typing"}.'
     chat_id: uuid.UUID | None = None
     chat_key = ""  # the chat id as events carry it
     private = False
+    by_version = True
+    sent_version = 0
     sent_seq = 0
     streaming = False
 
@@ -293,11 +326,16 @@ class ChatStreamConsumer(EventStreamConsumer):
         except ValueError:
             await self.reject(CLOSE_NOT_FOUND, ChatNotFound.code, ChatNotFound.message_without_id)
             return
-        after_seq = parse_qs(self.scope.get("query_string", b"").decode()).get("after_seq", [None])[0]
-        if after_seq is not None and not AFTER_SEQ.fullmatch(after_seq):
-            await self.reject(CLOSE_BAD_REQUEST, "invalid_after_seq", "after_seq must be a whole number >= 0.")
+        query = parse_qs(self.scope.get("query_string", b"").decode())
+        after_seq, after_version = query.get("after_seq", [None])[0], query.get("after_version", [None])[0]
+        if after_seq is not None and after_version is not None:
+            await self.reject(CLOSE_BAD_REQUEST, "invalid_request", "Give after_seq or after_version, not both.")
             return
-        # Join first, read second: a message committed in between arrives live and is dropped as seen,
+        for name, value in (("after_seq", after_seq), ("after_version", after_version)):
+            if value is not None and not AFTER_SEQ.fullmatch(value):
+                await self.reject(CLOSE_BAD_REQUEST, f"invalid_{name}", f"{name} must be a whole number >= 0.")
+                return
+        # Join first, read second: a change committed in between arrives live and is dropped as seen,
         # instead of falling between the read and the join.
         await self.join(chat_group(chat_id))
         self.chat_id, self.chat_key = chat_id, str(chat_id)
@@ -305,24 +343,55 @@ class ChatStreamConsumer(EventStreamConsumer):
         if access is None or not access.visible:  # a private chat does not exist for a non-member
             await self.reject(CLOSE_NOT_FOUND, ChatNotFound.code, ChatNotFound.message_without_id)
             return
-        self.private, last_seq = access.private, access.last_seq
-        # Accept only now, subscribed and positioned: once the client sees the socket open, every message
-        # it posts after that is one it will receive.
+        self.private, self.by_version = access.private, after_seq is None
+        username = self.scope["user"].get_username()
+        first, online = await self.presence.enter(chat_id, username)
+        self.present = True
+        # Accept only now, subscribed and positioned: once the client sees the socket open, every change it
+        # makes after that is one it will receive.
         await self.accept()
+        await self.send_json({"type": "presence", "chat_id": self.chat_key, "online": online})
+        if first:
+            await announce(chat_id, username, "presence.joined")
         async with self.turn:
             self.streaming = True
-            if after_seq is None:
-                self.sent_seq = last_seq  # live only: start after what exists now
+            if self.by_version:
+                self.sent_version = access.version  # live only: start after what exists now
+                if after_version is not None:
+                    self.sent_version = min(int(after_version), access.version)
+                    await self.send_changes_from_database()
             else:
-                self.sent_seq = min(int(after_seq), last_seq)
-                await self.send_from_database(up_to_seq=last_seq)
+                self.sent_seq = access.last_seq
+                if after_seq is not None:
+                    self.sent_seq = min(int(after_seq), access.last_seq)
+                    await self.send_from_database(up_to_seq=access.last_seq)
         self.positions.watch(chat_id, self)
 
     async def release(self) -> None:
         self.streaming = False
         if self.chat_id is not None:
             self.positions.unwatch(self.chat_id, self)
+        if self.present:
+            self.present = False
+            username = self.scope["user"].get_username()
+            try:
+                if await self.presence.leave(self.chat_id, username):
+                    await announce(self.chat_id, username, "presence.left")
+            except LAYER_ERRORS as error:  # its lease lapses, and a sweep announces it then
+                logger.warning("socket %s: could not leave presence (%s)", self.channel_name, error)
         await super().release()
+
+    async def receive_frame(self, frame: dict[str, Any]) -> bool:
+        if frame.get("type") != "typing":
+            return False
+        # Past the rate a notice is dropped silently; the frame budget still counts it, so a flood closes.
+        if self.streaming and self.typing.admit(self.chat_id, self.user_id):
+            username = self.scope["user"].get_username()
+            typing = {"type": "typing", "chat_id": self.chat_key, "username": username}
+            await self.channel_layer.group_send(
+                chat_group(self.chat_id), {"type": "chat.typing", "username": username, "frame": render(typing)}
+            )
+        return True
 
     async def chat_event(self, message: dict[str, Any]) -> None:
         if message["chat_id"] != self.chat_key:
@@ -337,20 +406,34 @@ class ChatStreamConsumer(EventStreamConsumer):
             await self.send_live(message)
             await self.end(CLOSE_CHAT_DELETED)
             return
-        if event_type == "member.left":  # membership events come through the user's own group: it is them
-            if self.private:
-                await self.close_as_removed()
+        if self.by_version:
+            await self.forward_change(message)
+        elif event_type == "message.created":
+            await self.forward_message(message)
+        if event_type == "member.left" and self.private and self.user_id in (message.get("user_ids") or ()):
+            await self.close_as_removed()  # they left or were removed: this private chat is no longer theirs
+
+    async def forward_change(self, message: dict[str, Any]) -> None:
+        version = message.get("version")
+        if message["event_type"] not in VERSIONED_TYPES or version is None or version <= self.sent_version:
+            return  # not a change of content, replayed already, or a repeated delivery
+        if version - self.sent_version > MAX_LAG or self.backlog() > MAX_LAG:
+            await self.lagging("after_version", self.sent_version)
             return
-        if event_type != "message.created":
-            return
+        if version > self.sent_version + 1:
+            GAP_FILLS["live_gap"].inc()
+            await self.send_changes_from_database()  # changes were lost upstream: send what is there now
+            if version <= self.sent_version:
+                return  # the database's state already includes (or supersedes) this change
+        await self.send_live(message)
+        self.sent_version = version
+
+    async def forward_message(self, message: dict[str, Any]) -> None:
         seq = message["seq"]
         if seq <= self.sent_seq:
             return  # replayed already, or a repeated delivery
         if seq - self.sent_seq > MAX_LAG or self.backlog() > MAX_LAG:
-            await self.send_error(
-                "lagging", "This connection fell behind; reconnect with after_seq to resume.", after_seq=self.sent_seq
-            )
-            await self.end(CLOSE_LAGGING)
+            await self.lagging("after_seq", self.sent_seq)
             return
         if seq > self.sent_seq + 1:
             GAP_FILLS["live_gap"].inc()
@@ -358,17 +441,29 @@ class ChatStreamConsumer(EventStreamConsumer):
         await self.send_live(message)
         self.sent_seq = seq
 
-    async def catch_up(self, last_seq: int | None) -> None:
-        """From chats.live.positions: the chat reached `last_seq` an interval ago, or is gone (None)."""
+    async def lagging(self, resume_from: str, position: int) -> None:
+        await self.send_error(
+            "lagging", f"This connection fell behind; reconnect with {resume_from} to resume.", **{resume_from: position}
+        )
+        await self.end(CLOSE_LAGGING)
+
+    def is_behind(self, position: ChatPosition) -> bool:
+        return position.version > self.sent_version if self.by_version else position.last_seq > self.sent_seq
+
+    async def catch_up(self, position: ChatPosition | None) -> None:
+        """From chats.live.positions: the chat was at `position` an interval ago, or is gone (None)."""
         async with self.turn:
             if not self.streaming:
                 return
-            if last_seq is None:
+            if position is None:
                 await self.send_json({"type": "chat.deleted", "event_id": None, "chat_id": str(self.chat_id)})
                 await self.end(CLOSE_CHAT_DELETED)
-            elif last_seq > self.sent_seq:
+            elif self.is_behind(position):
                 GAP_FILLS["position_check"].inc()
-                await self.send_from_database(up_to_seq=last_seq)
+                if self.by_version:
+                    await self.send_changes_from_database()
+                else:
+                    await self.send_from_database(up_to_seq=position.last_seq)
 
     async def removed(self) -> None:
         """From chats.live.positions: the user is no longer an active member of this private chat."""
@@ -392,3 +487,17 @@ class ChatStreamConsumer(EventStreamConsumer):
             for message in page:
                 await self.send_json(message_frame(message, event_id=None))
                 self.sent_seq = message["seq"]
+
+    async def send_changes_from_database(self) -> None:
+        """The current state of everything changed after `sent_version`, in version order: one frame per message
+        or member, each at its latest version. A message the client has not seen arrives as `message.created`
+        (even if edited or deleted since), one it has seen as `message.edited` or `message.deleted`."""
+        seen_up_to = self.sent_version  # the client has every message created at or before this version
+        created_here: set[int] = set()  # and those this replay sent as created (a later page may show one again)
+        while True:
+            page = await database_sync_to_async(changes_after)(self.chat_id, self.sent_version, REPLAY_PAGE)
+            for change in page:
+                await self.send_json(change_frame(change, self.chat_key, seen_up_to, created_here))
+                self.sent_version = change.version
+            if len(page) < REPLAY_PAGE:
+                return

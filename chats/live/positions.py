@@ -21,7 +21,7 @@ import asyncio
 import logging
 import uuid
 import weakref
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from channels.db import database_sync_to_async
 from django.conf import settings
@@ -31,16 +31,22 @@ from chats.queries import active_members, chat_positions
 
 logger = logging.getLogger("chats.live.positions")
 
-GONE = -1  # the chat was missing at a check
+class ChatPosition(NamedTuple):
+    last_seq: int
+    version: int
+
+
+GONE = None  # the chat was missing at a check
 
 
 class Subscriber(Protocol):
-    sent_seq: int
     user_id: int
     private: bool
 
-    async def catch_up(self, last_seq: int | None) -> None:
-        """Send what is missing up to `last_seq`; None: the chat is gone."""
+    def is_behind(self, position: ChatPosition) -> bool: ...
+
+    async def catch_up(self, position: ChatPosition | None) -> None:
+        """Send what is missing up to `position`; None: the chat is gone."""
 
     async def removed(self) -> None:
         """The user is no longer a member of this private chat."""
@@ -51,7 +57,7 @@ class _LoopPositions:
 
     def __init__(self) -> None:
         self.subscribers: dict[uuid.UUID, weakref.WeakSet[Subscriber]] = {}
-        self.seen: dict[uuid.UUID, int] = {}
+        self.seen: dict[uuid.UUID, ChatPosition | None] = {}
         self.task: asyncio.Task | None = None
 
     async def run(self) -> None:
@@ -76,16 +82,21 @@ class _LoopPositions:
                 if (chat_id, subscriber.user_id) not in members:
                     asyncio.ensure_future(subscriber.removed())
             for chat_id in chats:
+                checked_before = chat_id in self.seen
                 before = self.seen.get(chat_id)
                 current = now.get(chat_id, GONE)
-                self.seen[chat_id] = current
-                if before is None:
+                self.seen[chat_id] = None if current is GONE else ChatPosition(*current)
+                if not checked_before:
                     continue
-                target = None if before == GONE and current == GONE else max(before, 0)
-                for subscriber in list(self.subscribers.get(chat_id, ())):
-                    if target is None or subscriber.sent_seq < target:
-                        asyncio.ensure_future(subscriber.catch_up(target))
-            self.seen = {chat_id: seq for chat_id, seq in self.seen.items() if chat_id in self.subscribers}
+                if before is GONE and current is GONE:  # gone at two checks: deleted, its frame lost
+                    targets = [(subscriber, None) for subscriber in list(self.subscribers.get(chat_id, ()))]
+                elif before is GONE:
+                    continue
+                else:
+                    targets = [(s, before) for s in list(self.subscribers.get(chat_id, ())) if s.is_behind(before)]
+                for subscriber, target in targets:
+                    asyncio.ensure_future(subscriber.catch_up(target))
+            self.seen = {chat_id: seen for chat_id, seen in self.seen.items() if chat_id in self.subscribers}
 
 
 class ChatPositions:

@@ -99,7 +99,7 @@ class SocketSlots:
         self.lease = lease or ProcessLease()
         self._clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
-    def _redis(self) -> aioredis.Redis:
+    def redis(self) -> aioredis.Redis:
         clients = self._clients.setdefault(asyncio.get_running_loop(), {})
         if settings.REDIS_URL not in clients:
             # A pooled connection that Redis closed (it restarted) is retried once on a new one, instead of
@@ -114,7 +114,7 @@ class SocketSlots:
         return f"chat:ws-sockets:{user_id}"
 
     async def take(self, user_id: int) -> bool:
-        client = self._redis()
+        client = self.redis()
         await self.lease.ensure(client)
         taken = await client.eval(
             TAKE, 1, self.key(user_id), self.lease.process_id, settings.CHAT_WS_MAX_SOCKETS_PER_USER,
@@ -123,11 +123,11 @@ class SocketSlots:
         return bool(taken)
 
     async def give_back(self, user_id: int) -> None:
-        await self._redis().eval(GIVE_BACK, 1, self.key(user_id), self.lease.process_id)
+        await self.redis().eval(GIVE_BACK, 1, self.key(user_id), self.lease.process_id)
 
     async def count(self, user_id: int) -> int:
         """Sockets the user holds in live processes (for tests and operators)."""
-        client = self._redis()
+        client = self.redis()
         counts = await client.hgetall(self.key(user_id))
         alive = [await client.exists(LEASE_PREFIX + field.decode()) for field in counts]
         return sum(int(value) for value, live in zip(counts.values(), alive) if live)

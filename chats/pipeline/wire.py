@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rest_framework.fields import DateTimeField
 
@@ -32,6 +32,9 @@ from messaging_domain.events import (
     NewMessageReceivedEvent,
 )
 from messaging_domain.values import Visibility
+
+if TYPE_CHECKING:
+    from chats.queries import Change
 
 LOBBY_GROUP = "chats"  # every lobby socket: events of public chats
 
@@ -197,6 +200,21 @@ def member_frame(member: dict[str, Any], chat_id: str, version: int, left: bool,
     if chat is not None:
         frame["chat"] = chat
     return frame
+
+
+def change_frame(change: Change, chat_id: str, seen_up_to: int, created_here: set[int]) -> dict[str, Any]:
+    """A replayed change's frame (chats.queries.changes_after): a message the client has not seen (created
+    after `seen_up_to`, and not sent as created in this replay yet) as `message.created` in its current state,
+    one it has seen as `message.edited` or `message.deleted`; a member as joined or left."""
+    if change.message is None:
+        return member_frame(change.member, chat_id, change.version, change.left)
+    message = change.message
+    if change.created_version > seen_up_to and message["seq"] not in created_here:
+        created_here.add(message["seq"])
+        frame_type = "message.created"
+    else:
+        frame_type = "message.deleted" if message["deleted"] else "message.edited"
+    return message_frame(message, None, frame_type)
 
 
 def event_frame(envelope: dict[str, Any]) -> dict[str, Any]:

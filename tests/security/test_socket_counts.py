@@ -80,7 +80,7 @@ async def test_counting_drops_the_sockets_of_a_process_whose_lease_is_gone(ann, 
     assert [await dead.take(ann.pk), await dead.take(ann.pk)] == [True, True]
     assert await alive.take(ann.pk) is False
 
-    await dead._redis().delete(LEASE_PREFIX + dead.lease.process_id)  # as when its process died
+    await dead.redis().delete(LEASE_PREFIX + dead.lease.process_id)  # as when its process died
     assert await alive.take(ann.pk) is True
     assert await alive.count(ann.pk) == 1
     await alive.give_back(ann.pk)

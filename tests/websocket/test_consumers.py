@@ -42,10 +42,19 @@ def latest_envelope(chat_id, event_type: str) -> dict:
     return OutboxEvent.objects.filter(chat_id=chat_id, event_type=event_type).latest("id").envelope
 
 
-async def connect(path: str, headers=None) -> WebsocketCommunicator:
+async def connect(path: str, headers=None, presence: bool = True) -> WebsocketCommunicator:
+    """A connected socket. A chat stream's first frame, its `presence`, is read here (and checked) unless
+    `presence` is False: the tests that follow are about what comes after it."""
     communicator = WebsocketCommunicator(application, path, headers=headers or [])
     connected, _ = await communicator.connect()
     assert connected
+    if presence and path.count("/") > 3:  # /ws/chats/<id>/
+        first = await communicator.receive_output(timeout=5)
+        frame = json.loads(first["text"]) if first["type"] == "websocket.send" else {}
+        if frame.get("type") == "presence":
+            assert isinstance(frame["online"], list) and frame["chat_id"] in path
+        else:  # refused: its error frame and close are the test's to read
+            communicator.output_queue._queue.appendleft(first)
     return communicator
 
 

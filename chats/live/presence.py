@@ -1,0 +1,151 @@
+"""Who is online in a chat: users with at least one open socket to its stream, counted across web processes in
+Redis, so `presence.joined` goes out when a user's first socket opens and `presence.left` when the last closes.
+
+Like the per-user socket counts (chats.live.socket_slots), each chat's presence is a hash with one field per
+(web process, user), and a field counts only while its process holds its lease: a SIGKILLed process's sockets
+leave presence when its lease expires (CHAT_WS_SOCKET_LEASE_SECONDS). Someone must notice, though: every web
+process sweeps the presence of the chats it serves every CHAT_WS_PRESENCE_SWEEP_SECONDS, and whoever drops a
+dead process's fields announces the users that left with it, once (the sweep is one atomic script). A dead
+process's sockets therefore leave presence within the lease plus one sweep (40 s by default).
+
+Ephemeral, like typing: over the channel layer only, never the database, the outbox or Kafka.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+import weakref
+
+from channels.layers import get_channel_layer
+from django.conf import settings
+from redis.exceptions import RedisError
+
+from chats.live.socket_slots import LEASE_PREFIX, SocketSlots
+from chats.pipeline.wire import chat_group, render
+
+logger = logging.getLogger(__name__)
+
+EXPIRES = 24 * 3600
+
+# Drop the fields of processes whose lease is gone; `online` are the users with a live field, `gone` those who
+# had only dead ones. Fields are "<process id>|<username>" (usernames never contain "|").
+PRUNE = """
+local function prune(key, prefix)
+  local fields = redis.call('HGETALL', key)
+  local online, dead = {}, {}
+  for i = 1, #fields, 2 do
+    local sep = string.find(fields[i], '|', 1, true)
+    local user = string.sub(fields[i], sep + 1)
+    if redis.call('EXISTS', prefix .. string.sub(fields[i], 1, sep - 1)) == 1 then
+      online[user] = (online[user] or 0) + tonumber(fields[i + 1])
+    else
+      redis.call('HDEL', key, fields[i])
+      dead[user] = true
+    end
+  end
+  local gone = {}
+  for user, _ in pairs(dead) do
+    if not online[user] then table.insert(gone, user) end
+  end
+  return online, gone
+end
+"""
+
+ENTER = PRUNE + """
+local online, gone = prune(KEYS[1], ARGV[3])
+local first = online[ARGV[2]] == nil
+redis.call('HINCRBY', KEYS[1], ARGV[1] .. '|' .. ARGV[2], 1)
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+online[ARGV[2]] = 1
+local names = {}
+for user, _ in pairs(online) do table.insert(names, user) end
+return {first and 1 or 0, names, gone}
+"""
+
+LEAVE = PRUNE + """
+local field = ARGV[1] .. '|' .. ARGV[2]
+if redis.call('HINCRBY', KEYS[1], field, -1) <= 0 then redis.call('HDEL', KEYS[1], field) end
+local online, gone = prune(KEYS[1], ARGV[3])
+local last = online[ARGV[2]] == nil
+return {last and 1 or 0, gone}
+"""
+
+SWEEP = PRUNE + """
+local online, gone = prune(KEYS[1], ARGV[1])
+return gone
+"""
+
+
+def _names(values: list) -> list[str]:
+    return sorted(value.decode() if isinstance(value, bytes) else value for value in values)
+
+
+class _Served:
+    def __init__(self) -> None:
+        self.sockets: dict[uuid.UUID, int] = {}
+        self.task: asyncio.Task | None = None
+
+
+class Presence:
+    """Presence of chats, on the socket slots' Redis client and process lease."""
+
+    def __init__(self, slots: SocketSlots) -> None:
+        self.slots = slots
+        self._loops: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # loop -> _Served
+
+    @staticmethod
+    def key(chat_id: uuid.UUID) -> str:
+        return f"chat:presence:{chat_id}"
+
+    async def enter(self, chat_id: uuid.UUID, username: str) -> tuple[bool, list[str]]:
+        """Count one socket of `username` in; whether it is their first, and who is online now."""
+        client = self.slots.redis()
+        await self.slots.lease.ensure(client)
+        first, online, gone = await client.eval(
+            ENTER, 1, self.key(chat_id), self.slots.lease.process_id, username, LEASE_PREFIX, EXPIRES
+        )
+        self._serve(chat_id, +1)
+        await announce_left(chat_id, _names(gone))
+        return bool(first), _names(online)
+
+    async def leave(self, chat_id: uuid.UUID, username: str) -> bool:
+        """Count one socket of `username` out; whether it was their last."""
+        self._serve(chat_id, -1)
+        last, gone = await self.slots.redis().eval(
+            LEAVE, 1, self.key(chat_id), self.slots.lease.process_id, username, LEASE_PREFIX
+        )
+        await announce_left(chat_id, _names(gone))
+        return bool(last)
+
+    def _serve(self, chat_id: uuid.UUID, change: int) -> None:
+        """Count this process's sockets per chat; sweep those chats while there are any (one task per loop)."""
+        served = self._loops.setdefault(asyncio.get_running_loop(), _Served())
+        served.sockets[chat_id] = served.sockets.get(chat_id, 0) + change
+        if served.sockets[chat_id] <= 0:
+            del served.sockets[chat_id]
+        if served.sockets and (served.task is None or served.task.done()):
+            served.task = asyncio.ensure_future(self._sweep(served))
+
+    async def _sweep(self, served: _Served) -> None:
+        while served.sockets:
+            await asyncio.sleep(settings.CHAT_WS_PRESENCE_SWEEP_SECONDS)
+            for chat_id in list(served.sockets):
+                try:
+                    gone = await self.slots.redis().eval(SWEEP, 1, self.key(chat_id), LEASE_PREFIX)
+                    await announce_left(chat_id, _names(gone))
+                except (RedisError, OSError) as error:
+                    logger.warning("presence sweep of chat %s failed: %s", chat_id, error)
+
+
+async def announce(chat_id: uuid.UUID, username: str, frame_type: str) -> None:
+    frame = {"type": frame_type, "chat_id": str(chat_id), "username": username}
+    await get_channel_layer().group_send(
+        chat_group(chat_id), {"type": "chat.presence", "username": username, "frame": render(frame)}
+    )
+
+
+async def announce_left(chat_id: uuid.UUID, usernames: list[str]) -> None:
+    for username in usernames:
+        await announce(chat_id, username, "presence.left")

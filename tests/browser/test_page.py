@@ -460,7 +460,7 @@ def test_a_private_chat_appears_live_for_a_member_who_is_added_shows_unread_coun
         ann.send(text)
         sent.append((len(sent) + 1, text))
         ann.wait_messages(sent)
-    ann.wait(lambda: ann.badges() == {}, "ann's own messages to be marked read in her open chat")
+    ann.wait(lambda: ann.badges() == {}, "no badge for ann: nothing of her own is unread")
 
     # The lobby carries no messages: the count comes with the next read of the list (here, a reload).
     bob.driver.refresh()

@@ -450,6 +450,8 @@ function chatFrame(open, frame) {
     const follow = nearEnd() || message.author === state.username;
     $("messages").append(messageElement(message));
     open.lastSeq = message.seq;
+    // Posting moved the author's read position to their message already (docs/protocol.md, "Read positions").
+    if (message.author === state.username) open.readSeq = Math.max(open.readSeq, message.seq);
     if (follow) scrollToEnd();
     markRead(open);
   } else if (frame.type === "chat.deleted") {

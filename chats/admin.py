@@ -78,7 +78,7 @@ class MessageInline(admin.TabularInline):
     model = models.Message
     formset = type("NewestMessagesFormSet", (FirstRowsFormSet,), {"shown": MESSAGES_SHOWN})
     verbose_name_plural = f"messages (the newest {MESSAGES_SHOWN})"
-    fields = ["seq", "author", "text", "created_at"]
+    fields = ["seq", "author", "text", "created_at", "edited_at", "deleted", "version"]
     readonly_fields = fields
     ordering = ["-seq"]
     extra = 0

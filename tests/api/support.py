@@ -17,13 +17,28 @@ def assert_error(response, status: int, code: str | None = None) -> None:
 
 def database_state() -> tuple:
     """What a refused request must leave unchanged: the chats, the messages and the outbox (its event ids at
-    [2]), then each chat's changing columns and every membership with its role and read position."""
+    [2]), then each chat's changing columns (its version too), every membership with its role and read
+    position, and every message as it is now (text, edited, deleted, version)."""
     return (
         Chat.objects.count(),
         Message.objects.count(),
         list(OutboxEvent.objects.order_by("id").values_list("event_id", flat=True)),
-        list(Chat.objects.order_by("id").values_list("id", "title", "last_seq", "visibility", "member_count")),
+        list(
+            Chat.objects.order_by("id").values_list(
+                "id", "title", "last_seq", "visibility", "member_count", "version"
+            )
+        ),
         membership_rows(),
+        message_rows(),
+    )
+
+
+def message_rows() -> list[tuple]:
+    """Every message as (chat id, seq, text, edited_at, deleted, version), in a stable order."""
+    return list(
+        Message.objects.order_by("chat_id", "seq").values_list(
+            "chat_id", "seq", "text", "edited_at", "deleted", "version"
+        )
     )
 
 

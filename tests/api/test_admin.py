@@ -236,6 +236,9 @@ def test_adding_a_member_in_the_admin_goes_through_the_mediator(admin_client, ch
     assert event["user_ids"] == [bob.pk]
     assert event["payload"]["member"]["username"] == "bob"
     assert event["payload"]["chat"]["member_count"] == 2
+    # two messages, then bob: a member added in the admin is a change of the chat like any other
+    assert event["version"] == event["payload"]["chat"]["version"] == 3
+    assert Chat.objects.get(pk=chat["id"]).version == 3
     entry = LogEntry.objects.get(action_flag=CHANGE, object_id=chat["id"])
     assert "Added member" in entry.get_change_message()
 
@@ -271,6 +274,9 @@ def test_removing_a_member_in_the_admin_goes_through_the_mediator(admin_client, 
     assert event["user_ids"] == [bob.pk]
     assert event["payload"]["member"]["username"] == "bob"
     assert event["payload"]["chat"]["member_count"] == 1
+    # two messages (1, 2), bob joined (3), removed in the admin (4)
+    assert event["version"] == event["payload"]["chat"]["version"] == 4
+    assert Chat.objects.get(pk=chat["id"]).version == 4
     entry = LogEntry.objects.get(action_flag=CHANGE, object_id=chat["id"])
     assert "Deleted member" in entry.get_change_message()
 
@@ -514,8 +520,12 @@ def test_deleting_a_chat_in_the_admin_writes_a_chat_deleted_event(admin_client, 
     (event,) = new_events(before)
     assert event["event_type"] == "chat.deleted"
     assert event["chat_id"] == chat["id"]
-    # The chat as the API showed it to ann, less her own `membership` (an event goes to many users).
-    assert event["payload"] == {**{key: value for key, value in chat.items() if key != "membership"}, "last_seq": 2}
+    # The chat as the API showed it to ann, less her own `membership` (an event goes to many users), as it was
+    # last: two messages, two changes; the deletion carries that last version (it is no change of content).
+    assert event["payload"] == {
+        **{key: value for key, value in chat.items() if key != "membership"}, "last_seq": 2, "version": 2
+    }
+    assert event["version"] == 2
     assert "user_ids" not in event  # a public chat's deletion goes to every lobby
     assert LogEntry.objects.filter(action_flag=DELETION, object_id=chat["id"]).count() == 1
 

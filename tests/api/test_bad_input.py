@@ -133,6 +133,69 @@ def test_a_body_that_is_not_json_is_a_parse_error(client, url_for, field, body):
     assert database_state() == before
 
 
+# --- the edit endpoint (PATCH /api/chats/{id}/messages/{seq}/) ------------------------------------
+
+
+def patch_raw(api, chat: dict, body, content_type: str = "application/json", seq: str = "1"):
+    return api.generic("PATCH", f"/api/chats/{chat['id']}/messages/{seq}/", body, content_type=content_type)
+
+
+@pytest.mark.parametrize("body", ['["hi"]', '"hi"', "42", "true", "null", "[]", '""'])
+def test_an_edit_whose_json_body_is_not_an_object_is_an_invalid_request(client, chat, body):
+    before = database_state()
+
+    response = patch_raw(client, chat, body)
+
+    assert_error(response, 400, "invalid_request")
+    assert database_state() == before
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param('{"text": "hi"', id="truncated"),
+        pytest.param("{'text': 'hi'}", id="single-quotes"),
+        pytest.param("text=hi", id="form-encoded"),
+        pytest.param('{"text": NaN}', id="nan"),
+        pytest.param(b'{"text": "\xff\xfe"}', id="not-utf8"),
+    ],
+)
+def test_an_edit_whose_body_is_not_json_is_a_parse_error(client, chat, body):
+    before = database_state()
+
+    response = patch_raw(client, chat, body)
+
+    assert_error(response, 400, "parse_error")
+    assert database_state() == before
+
+
+@pytest.mark.parametrize("body", ["{}", '{"Text": "x"}', '{"message": "x"}'], ids=["empty", "case", "other"])
+def test_an_edit_without_a_text_is_invalid_text(client, chat, body):
+    before = database_state()
+
+    assert_error(patch_raw(client, chat, body), 400, "invalid_text")
+    assert database_state() == before
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/xml", "text/csv", "application/octet-stream"])
+def test_an_edit_in_an_unsupported_content_type_is_refused_with_415(client, chat, content_type):
+    before = database_state()
+
+    response = patch_raw(client, chat, "text=edited", content_type=content_type)
+
+    assert_error(response, 415, "unsupported_media_type")
+    assert database_state() == before
+
+
+def test_an_edit_over_the_upload_limit_is_refused_with_413(client, chat):
+    before = database_state()
+
+    response = patch_raw(client, chat, json.dumps({"text": "edited", "padding": oversized()}))
+
+    assert_error(response, 413, "request_too_large")
+    assert database_state() == before
+
+
 # --- the member and read endpoints ---------------------------------------------------------------
 
 MEMBERSHIP_ENDPOINTS = ["members/", "read/"]
@@ -270,6 +333,12 @@ WRONG_METHODS = [
     ("put", "/api/chats/{id}/messages/"),
     ("patch", "/api/chats/{id}/messages/"),
     ("delete", "/api/chats/{id}/messages/"),
+    # a message is edited (PATCH) and deleted, never read alone (the pages are) nor replaced
+    ("get", "/api/chats/{id}/messages/1/"),
+    ("post", "/api/chats/{id}/messages/1/"),
+    ("put", "/api/chats/{id}/messages/1/"),
+    ("get", "/api/chats/{id}/messages/extra/"),
+    ("put", "/api/chats/{id}/messages/99/"),
     ("put", "/api/chats/{id}/members/"),
     ("patch", "/api/chats/{id}/members/"),
     ("delete", "/api/chats/{id}/members/"),
@@ -306,8 +375,8 @@ UNKNOWN_URLS = [
     "/api/chat/",
     "/api/auth/",
     "/api/chats/{id}/nope/",
-    "/api/chats/{id}/messages/1/",
-    "/api/chats/{id}/messages/extra/",
+    "/api/chats/{id}/messages/1/extra/",
+    "/api/chats/{id}/messages/1/2/",
     "/api/chats/{id}/members/ann/extra/",
     "/api/chats/{id}/members/ann/bob/",
     "/api/chats/{id}/read/1/",
@@ -378,6 +447,24 @@ def test_joining_reading_and_leaving_spend_the_write_budget_too(three_writes_a_m
     response = bob_client.post(members, {}, format="json")
 
     assert_error(response, 429, "throttled")
+    assert database_state() == before
+
+
+def test_editing_and_deleting_messages_spend_the_write_budget_too(three_writes_a_minute, client):
+    chat = client.post("/api/chats/", {"title": "Lunch"}, format="json").json()
+    messages = f"/api/chats/{chat['id']}/messages/"
+    spent = [
+        client.post(messages, {"text": "one"}, format="json"),
+        client.patch(f"{messages}1/", {"text": "one!"}, format="json"),
+    ]
+    assert [response.status_code for response in spent] == [201, 200]
+    before = database_state()
+
+    edit = client.patch(f"{messages}1/", {"text": "one?"}, format="json")
+    delete = client.delete(f"{messages}1/")
+
+    assert_error(edit, 429, "throttled")
+    assert_error(delete, 429, "throttled")
     assert database_state() == before
 
 

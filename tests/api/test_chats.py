@@ -10,7 +10,9 @@ from tests.api.support import assert_error, walk
 
 pytestmark = pytest.mark.django_db
 
-CHAT_FIELDS = {"id", "title", "owner", "created_at", "last_seq", "visibility", "member_count", "membership"}
+CHAT_FIELDS = {
+    "id", "title", "owner", "created_at", "last_seq", "visibility", "member_count", "version", "membership"
+}
 OWNER_MEMBERSHIP = {"role": "owner", "last_read_seq": 0, "unread": 0}
 
 
@@ -48,11 +50,12 @@ def test_creating_a_chat_returns_it_with_a_stripped_title(client):
     assert chat["last_seq"] == 0
     assert chat["visibility"] == "public"
     assert chat["member_count"] == 1
+    assert chat["version"] == 0  # nothing has changed in it yet: its creation is no change of content
     assert chat["membership"] == OWNER_MEMBERSHIP
     assert before <= parse_utc(chat["created_at"]) <= datetime.now(timezone.utc)
     row = Chat.objects.get(pk=chat["id"])
-    assert (row.title, row.owner.username, row.last_seq, row.visibility, row.member_count) == (
-        "Lunch plans", "ann", 0, "public", 1
+    assert (row.title, row.owner.username, row.last_seq, row.visibility, row.member_count, row.version) == (
+        "Lunch plans", "ann", 0, "public", 1, 0
     )
 
 
@@ -216,6 +219,24 @@ def test_a_retrieved_chat_shows_its_last_seq(client):
     assert client.get(f"/api/chats/{chat['id']}/").json()["last_seq"] == 2
 
 
+def test_a_chat_shows_its_version_in_the_detail_and_in_the_list(client, bob_client):
+    chat = create_chat(client, "Lunch")
+    url = f"/api/chats/{chat['id']}/messages/"
+    assert client.post(url, {"text": "one"}, format="json").status_code == 201  # 1
+    assert bob_client.post(url, {"text": "two"}, format="json").status_code == 201  # 2 (bob joins), 3
+    assert client.patch(f"{url}1/", {"text": "one!"}, format="json").status_code == 200  # 4
+    assert bob_client.delete(f"{url}2/").status_code == 204  # 5
+    read = client.post(f"/api/chats/{chat['id']}/read/", {"seq": 2}, format="json")  # a read position: no change
+    assert read.status_code == 200, read.content
+
+    detail = client.get(f"/api/chats/{chat['id']}/").json()
+    [listed] = client.get("/api/chats/").json()["results"]
+
+    assert (detail["version"], detail["last_seq"], detail["member_count"]) == (5, 2, 2)
+    assert listed == detail
+    assert Chat.objects.get(pk=chat["id"]).version == 5
+
+
 UNKNOWN_IDS = [
     str(uuid.uuid4()),
     "not-a-uuid",
@@ -288,13 +309,18 @@ def test_another_user_may_not_delete_a_chat(client, bob_client, outbox):
 
 
 def assert_envelope(
-    envelope: dict, event_type: str, chat_id: str, payload: dict, user_ids: list[int] | None = None
+    envelope: dict, event_type: str, chat_id: str, payload: dict, user_ids: list[int] | None = None,
+    version: int | None = None,
 ) -> None:
-    """`user_ids` (None: absent) names the users an event is for, when it is not for every lobby."""
+    """`user_ids` (None: absent) names the users an event is for, when it is not for every lobby; `version`
+    (None: absent) the chat's version the change made (chat.created 0, chat.deleted the chat's last)."""
     # request_id, optional, names the HTTP request that committed the event (for the logs)
     designed = {"event_id", "event_type", "occurred_at", "chat_id", "payload"}
-    assert set(envelope) - {"request_id"} == designed | ({"user_ids"} if user_ids is not None else set())
+    designed |= {"user_ids"} if user_ids is not None else set()
+    designed |= {"version"} if version is not None else set()
+    assert set(envelope) - {"request_id"} == designed
     assert envelope.get("user_ids") == user_ids
+    assert envelope.get("version") == version
     assert str(uuid.UUID(envelope["event_id"])) == envelope["event_id"]
     assert envelope["event_type"] == event_type
     parse_utc(envelope["occurred_at"])
@@ -321,20 +347,25 @@ def test_each_change_writes_exactly_one_outbox_row_with_the_designed_envelope(cl
     assert [envelope["event_type"] for envelope in envelopes] == [
         "chat.created", "message.created", "member.joined", "message.created", "chat.deleted"
     ]
-    assert_envelope(envelopes[0], "chat.created", chat["id"], without_membership(chat))
-    assert_envelope(envelopes[1], "message.created", chat["id"], first)
+    assert_envelope(envelopes[0], "chat.created", chat["id"], without_membership(chat), version=0)
+    assert_envelope(envelopes[1], "message.created", chat["id"], first, version=1)
+    assert first["version"] == 1 and second["version"] == 3
     # bob has read up to his own message; he joined after ann's, with nothing unread: the event says so
     assert bob_member == {"username": "bob", "role": "member", "joined_at": bob_member["joined_at"],
                           "last_read_seq": 2}
     bob_when_he_joined = {**bob_member, "last_read_seq": 1}
-    chat_when_bob_joined = {**without_membership(chat), "last_seq": 1, "member_count": 2}
+    # joining by posting is a change of its own: version 2, between the two messages (1 and 3)
+    chat_when_bob_joined = {**without_membership(chat), "last_seq": 1, "member_count": 2, "version": 2}
     assert_envelope(
         envelopes[2], "member.joined", chat["id"],
         {"chat_id": chat["id"], "member": bob_when_he_joined, "chat": chat_when_bob_joined}, user_ids=[bob.pk],
+        version=2,
     )
-    assert_envelope(envelopes[3], "message.created", chat["id"], second)
-    assert_envelope(envelopes[4], "chat.deleted", chat["id"], without_membership(chat_before_delete))
-    assert (chat_before_delete["last_seq"], chat_before_delete["member_count"]) == (2, 2)
+    assert_envelope(envelopes[3], "message.created", chat["id"], second, version=3)
+    assert_envelope(envelopes[4], "chat.deleted", chat["id"], without_membership(chat_before_delete), version=3)
+    assert (chat_before_delete["last_seq"], chat_before_delete["member_count"], chat_before_delete["version"]) == (
+        2, 2, 3
+    )
     assert len({envelope["event_id"] for envelope in envelopes}) == 5
     moments = [parse_utc(envelope["occurred_at"]) for envelope in envelopes]
     assert started <= moments[0] and moments == sorted(moments)

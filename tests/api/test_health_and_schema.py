@@ -69,6 +69,8 @@ DESIGNED_OPERATIONS = [
     ("delete", "/api/chats/{chat_id}/"),
     ("post", "/api/chats/{chat_id}/messages/"),
     ("get", "/api/chats/{chat_id}/messages/"),
+    ("patch", "/api/chats/{chat_id}/messages/{seq}/"),
+    ("delete", "/api/chats/{chat_id}/messages/{seq}/"),
     ("get", "/api/chats/{chat_id}/members/"),
     ("post", "/api/chats/{chat_id}/members/"),
     ("delete", "/api/chats/{chat_id}/members/{username}/"),
@@ -76,8 +78,10 @@ DESIGNED_OPERATIONS = [
     ("get", "/api/health/"),
 ]
 
-CHAT_FIELDS = {"id", "title", "owner", "created_at", "last_seq", "visibility", "member_count", "membership"}
-MESSAGE_FIELDS = {"id", "chat_id", "seq", "text", "author", "created_at"}
+CHAT_FIELDS = {
+    "id", "title", "owner", "created_at", "last_seq", "visibility", "member_count", "version", "membership"
+}
+MESSAGE_FIELDS = {"id", "chat_id", "seq", "text", "author", "created_at", "edited_at", "deleted", "version"}
 MEMBER_FIELDS = {"username", "role", "joined_at", "last_read_seq"}
 
 
@@ -119,6 +123,7 @@ def test_the_schema_documents_every_designed_operation(schema, method, path):
         ("get", "/api/chats/{chat_id}/", "200", CHAT_FIELDS),
         ("post", "/api/chats/{chat_id}/messages/", "201", MESSAGE_FIELDS),
         ("post", "/api/chats/{chat_id}/messages/", "200", MESSAGE_FIELDS),
+        ("patch", "/api/chats/{chat_id}/messages/{seq}/", "200", MESSAGE_FIELDS),
         ("post", "/api/chats/{chat_id}/members/", "201", MEMBER_FIELDS),
         ("post", "/api/chats/{chat_id}/members/", "200", MEMBER_FIELDS),
         ("post", "/api/chats/{chat_id}/read/", "200", {"last_read_seq", "unread"}),
@@ -155,6 +160,29 @@ def test_the_schema_describes_list_endpoints_as_pages(schema, path, item_fields,
     assert page["properties"]["next"].get("nullable") is True
     assert set(resolve(schema, page["properties"]["results"]["items"])["properties"]) == item_fields
     assert parameters <= {parameter["name"] for parameter in operation.get("parameters", [])}
+
+
+def test_the_schema_describes_a_messages_edited_at_as_nullable_and_deleted_and_version(schema):
+    body = schema["paths"]["/api/chats/{chat_id}/messages/"]["post"]["responses"]["201"]["content"]
+    properties = resolve(schema, body["application/json"]["schema"])["properties"]
+
+    assert properties["edited_at"].get("nullable") is True
+    assert properties["edited_at"].get("format") == "date-time"
+    assert properties["deleted"]["type"] == "boolean"
+    assert properties["version"]["type"] == "integer"
+    assert properties["created_at"].get("nullable") is not True
+
+
+def test_the_schema_describes_the_edit_body_and_a_delete_without_one(schema):
+    operations = schema["paths"]["/api/chats/{chat_id}/messages/{seq}/"]
+    body = operations["patch"]["requestBody"]["content"]["application/json"]["schema"]
+
+    assert set(resolve(schema, body)["properties"]) == {"text"}
+    assert "requestBody" not in operations["delete"]
+    assert set(operations["delete"]["responses"]) == {"204"}
+    assert {parameter["name"] for parameter in operations["patch"]["parameters"] if parameter["in"] == "path"} == {
+        "chat_id", "seq"
+    }
 
 
 @pytest.mark.parametrize(
@@ -194,8 +222,11 @@ def test_the_schema_documents_the_member_filter_of_the_chat_list(schema):
     assert member["schema"].get("enum") == ["me"]
 
 
-def test_the_schema_documents_the_idempotency_key_header(schema):
-    parameters = schema["paths"]["/api/chats/{chat_id}/messages/"]["post"]["parameters"]
+@pytest.mark.parametrize(
+    "method, path", [("post", "/api/chats/{chat_id}/messages/"), ("patch", "/api/chats/{chat_id}/messages/{seq}/")]
+)
+def test_the_schema_documents_the_idempotency_key_header(schema, method, path):
+    parameters = schema["paths"][path][method]["parameters"]
 
     assert {"name": "Idempotency-Key", "in": "header"}.items() <= next(
         parameter for parameter in parameters if parameter["name"] == "Idempotency-Key"
@@ -211,6 +242,8 @@ def test_the_schema_documents_the_idempotency_key_header(schema):
         ("get", "/api/chats/", False),
         ("delete", "/api/chats/{chat_id}/", False),
         ("post", "/api/chats/{chat_id}/messages/", False),
+        ("patch", "/api/chats/{chat_id}/messages/{seq}/", False),
+        ("delete", "/api/chats/{chat_id}/messages/{seq}/", False),
         ("get", "/api/chats/{chat_id}/members/", False),
         ("post", "/api/chats/{chat_id}/members/", False),
         ("delete", "/api/chats/{chat_id}/members/{username}/", False),

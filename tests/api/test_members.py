@@ -429,8 +429,10 @@ def test_anyone_joins_a_public_chat_themselves_with_201(client, bob, bob_client,
     assert event["payload"] == {
         "chat_id": chat["id"],
         "member": joined,
-        "chat": {**public_view(chat), "last_seq": 2, "member_count": 2},
+        "chat": {**public_view(chat), "last_seq": 2, "member_count": 2, "version": 3},
     }
+    assert event["version"] == 3  # two messages, then bob: the chat's third change
+    assert chat_of(bob_client, chat)["version"] == 3
 
 
 def test_joining_a_chat_one_is_in_answers_200_and_writes_nothing(client, bob_client):
@@ -493,7 +495,8 @@ def test_the_owner_adds_a_user_by_username_in_any_case(client, bob, bob_client, 
     )
     events = new_events(before)
     assert summary(events) == [("member.joined", [bob.pk])]
-    assert events[0]["payload"]["chat"] == {**public_view(chat), "last_seq": 1, "member_count": 2}
+    assert events[0]["payload"]["chat"] == {**public_view(chat), "last_seq": 1, "member_count": 2, "version": 2}
+    assert events[0]["version"] == 2
     # the chat now exists for bob, with his membership
     assert chat_of(bob_client, chat)["membership"] == {"role": "member", "last_read_seq": 1, "unread": 0}
     assert titles(bob_client, member="me") == ["Lunch"]
@@ -612,8 +615,11 @@ def test_the_owner_removes_a_member(client, bob, bob_client, visibility, usernam
     assert event["payload"] == {
         "chat_id": chat["id"],
         "member": bob_before,
-        "chat": {**public_view(chat), "last_seq": 1, "member_count": 1},
+        "chat": {**public_view(chat), "last_seq": 1, "member_count": 1, "version": 3},
     }
+    # bob joined (1), ann posted (2), bob left (3); reading (mark_read) is no change of the chat
+    assert event["version"] == 3
+    assert chat_of(client, chat)["version"] == 3
 
 
 @pytest.mark.parametrize("visibility", ["public", "private"])
@@ -852,7 +858,9 @@ def test_posting_in_a_public_chat_makes_the_author_a_member(client, bob, bob_cli
     assert events[1]["payload"] == message
     joined = events[0]["payload"]
     assert joined["chat_id"] == chat["id"]
-    assert joined["chat"] == {**public_view(chat), "last_seq": 1, "member_count": 2}  # as he joined: before his post
+    # as he joined: before his post, and one version before it
+    assert joined["chat"] == {**public_view(chat), "last_seq": 1, "member_count": 2, "version": 2}
+    assert (events[0]["version"], events[1]["version"], message["version"]) == (2, 3, 3)
     assert {key: joined["member"][key] for key in ("username", "role", "joined_at")} == {
         key: bob_member[key] for key in ("username", "role", "joined_at")
     }

@@ -10,7 +10,7 @@ from tests.api.support import assert_error
 
 pytestmark = pytest.mark.django_db
 
-MESSAGE_FIELDS = {"id", "chat_id", "seq", "text", "author", "created_at"}
+MESSAGE_FIELDS = {"id", "chat_id", "seq", "text", "author", "created_at", "edited_at", "deleted", "version"}
 
 
 @pytest.fixture
@@ -54,7 +54,9 @@ def test_posting_returns_the_message_with_a_stripped_text(client, chat, messages
     assert message["text"] == "hello there"
     assert message["author"] == "ann"
     assert datetime.fromisoformat(message["created_at"]).utcoffset() == timedelta(0)
-    assert Message.objects.get(pk=message["id"]).text == "hello there"
+    assert (message["edited_at"], message["deleted"], message["version"]) == (None, False, 1)
+    row = Message.objects.get(pk=message["id"])
+    assert (row.text, row.edited_at, row.deleted, row.version, row.created_version) == ("hello there", None, False, 1, 1)
 
 
 def test_seqs_count_1_2_3_across_authors_and_the_chat_keeps_the_last(client, bob_client, chat, messages_url):
@@ -62,6 +64,8 @@ def test_seqs_count_1_2_3_across_authors_and_the_chat_keeps_the_last(client, bob
 
     assert [response.status_code for response in posted] == [201, 201, 201]
     assert [response.json()["seq"] for response in posted] == [1, 2, 3]
+    # bob's first post makes him a member first: a change of its own, version 2
+    assert [response.json()["version"] for response in posted] == [1, 3, 4]
     assert [response.json()["author"] for response in posted] == ["ann", "bob", "ann"]
     assert client.get(f"/api/chats/{chat['id']}/").json()["last_seq"] == 3
 
@@ -98,6 +102,7 @@ def test_a_repeated_idempotency_key_returns_the_same_message(client, chat, messa
     assert Message.objects.count() == 1
     assert len(message_events()) == 1
     assert client.get(f"/api/chats/{chat['id']}/").json()["last_seq"] == 1
+    assert client.get(f"/api/chats/{chat['id']}/").json()["version"] == 1  # a replay changes nothing
 
 
 def test_a_repeated_key_after_other_messages_still_returns_the_original(client, messages_url):

@@ -10,14 +10,13 @@ from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 from rest_framework.authtoken.models import Token
 
-from chatproject.asgi import application
 from chats.adapters import participant_of
 from chats.api.throttling import RegisterRateThrottle
 from chats.bootstrap import mediator
 from messaging_domain.commands import CreateChatCommand
 from tests.api.support import assert_error
 from tests.conftest import PROJECT_ROOT
-from tests.websocket.test_consumers import assert_closed_with
+from tests.websocket.test_consumers import assert_closed_with, connect
 
 
 @pytest.fixture
@@ -26,10 +25,8 @@ def chat(ann):
 
 
 async def open_socket(path: str, headers=None) -> WebsocketCommunicator:
-    communicator = WebsocketCommunicator(application, path, headers=headers or [])
-    connected, _ = await communicator.connect()
-    assert connected
-    return communicator
+    """An open socket; a chat stream's first frame (its presence) already read."""
+    return await connect(path, headers=headers)
 
 
 async def assert_pong(communicator) -> None:

@@ -58,6 +58,15 @@ async def connect(path: str, headers=None, presence: bool = True) -> WebsocketCo
     return communicator
 
 
+async def receive_past_presence(communicator) -> dict:
+    """The next frame that is not a presence.joined. A socket opened just after another user's may still receive
+    that user's presence.joined (it was published before this socket subscribed, but the pub/sub layer hands it
+    to the process's group members as it arrives back from Redis), on top of seeing them in its presence frame."""
+    while (frame := await communicator.receive_json_from(timeout=5))["type"] == "presence.joined":
+        pass
+    return frame
+
+
 async def deliver(layer, group: str, envelope: dict) -> None:
     """What forward_events does with an event (tested on its own in tests/forwarder/)."""
     await layer.group_send(group, group_message(envelope))
@@ -164,11 +173,14 @@ async def test_after_seq_replays_the_missed_messages_then_live_ones_follow(ann, 
     [live] = await post(chat, ann)
     await deliver(channel_layer, chat_group(chat.id), live)
     frame = await communicator.receive_json_from(timeout=5)
-    assert frame == {"type": "message.created", "event_id": live["event_id"], "chat_id": str(chat.id), "message": live["payload"]}
+    assert frame == {
+        "type": "message.created", "event_id": live["event_id"], "chat_id": str(chat.id), "version": live["version"],
+        "message": live["payload"],
+    }
     await communicator.disconnect()
 
 
-async def test_without_after_seq_only_new_messages_are_sent(ann, chat, token, channel_layer):
+async def test_without_after_seq_or_after_version_only_new_messages_are_sent(ann, chat, token, channel_layer):
     old = await post(chat, ann, 2)
     communicator = await connect(f"/ws/chats/{chat.id}/?token={token}")
     await deliver(channel_layer, chat_group(chat.id), old[-1])  # a late repeat of an old event
@@ -191,12 +203,17 @@ async def test_events_delivered_twice_or_already_replayed_reach_the_client_once(
     await communicator.disconnect()
 
 
-async def test_a_gap_in_live_frames_is_filled_from_the_database_in_order(ann, chat, token, channel_layer):
-    communicator = await connect(f"/ws/chats/{chat.id}/?token={token}")
+@pytest.mark.parametrize("query, last_is_live", [
+    ("", False),  # by version: the fill reads every change after the last sent, the live one included
+    ("&after_seq=0", True),  # by seq: the fill stops below the live frame, which follows it
+], ids=["by_version", "by_seq"])
+async def test_a_gap_in_live_frames_is_filled_from_the_database_in_order(query, last_is_live, ann, chat, token, channel_layer):
+    communicator = await connect(f"/ws/chats/{chat.id}/?token={token}{query}")
     envelopes = await post(chat, ann, 4)
     await deliver(channel_layer, chat_group(chat.id), envelopes[0])
     await deliver(channel_layer, chat_group(chat.id), envelopes[3])  # 2 and 3 were lost upstream
-    assert await seqs_received(communicator, 4) == [(1, True), (2, False), (3, False), (4, True)]
+    assert await seqs_received(communicator, 4) == [(1, True), (2, False), (3, False), (4, last_is_live)]
+    assert await communicator.receive_nothing(timeout=0.3)
     await communicator.disconnect()
 
 
@@ -208,23 +225,30 @@ async def test_a_replay_longer_than_a_page_arrives_whole_and_in_order(ann, chat,
     await communicator.disconnect()
 
 
-async def test_a_client_too_far_behind_is_told_to_resume_and_closed_with_4408(ann, chat, token, channel_layer, monkeypatch):
+@pytest.mark.parametrize("query, resume_from", [("", "after_version"), ("&after_seq=2", "after_seq")])
+async def test_a_client_too_far_behind_is_told_to_resume_and_closed_with_4408(
+    query, resume_from, ann, chat, token, channel_layer, monkeypatch
+):
     monkeypatch.setattr(consumers, "MAX_LAG", 3)
-    communicator = await connect(f"/ws/chats/{chat.id}/?token={token}")
+    await post(chat, ann, 2)
+    communicator = await connect(f"/ws/chats/{chat.id}/?token={token}{query}")
     envelopes = await post(chat, ann, 5)
     await deliver(channel_layer, chat_group(chat.id), envelopes[-1])  # 4 frames missing: more than MAX_LAG
     frame = await communicator.receive_json_from(timeout=5)
-    assert (frame["type"], frame["code"], frame["after_seq"]) == ("error", "lagging", 0)
+    assert (frame["type"], frame["code"]) == ("error", "lagging")
+    other = ({"after_seq", "after_version"} - {resume_from}).pop()
+    assert frame[resume_from] == 2 and other not in frame  # where it was when it fell behind, in its own terms
     assert await communicator.receive_output(timeout=5) == {"type": "websocket.close", "code": 4408}
 
 
 async def test_deleting_the_chat_sends_chat_deleted_and_closes_with_4410(ann, chat, token, channel_layer):
+    await post(chat, ann, 2)
     communicator = await connect(f"/ws/chats/{chat.id}/?token={token}")
     await sync_to_async(mediator.handle_command)(DeleteChatCommand(chat_id=chat.id, requested_by=participant_of(ann)))
     deleted = await latest_envelope(chat.id, "chat.deleted")
     await deliver(channel_layer, chat_group(chat.id), deleted)
     frame = await communicator.receive_json_from(timeout=5)
-    assert frame == {"type": "chat.deleted", "event_id": deleted["event_id"], "chat_id": str(chat.id)}
+    assert frame == {"type": "chat.deleted", "event_id": deleted["event_id"], "chat_id": str(chat.id), "version": 2}
     assert await communicator.receive_output(timeout=5) == {"type": "websocket.close", "code": 4410}
 
 
@@ -238,10 +262,11 @@ async def test_the_lobby_sees_chats_created_and_deleted(ann, token, channel_laye
     await deliver(channel_layer, LOBBY_GROUP, deleted)
 
     assert await lobby.receive_json_from(timeout=5) == {
-        "type": "chat.created", "event_id": created["event_id"], "chat_id": str(chat.id), "chat": created["payload"],
+        "type": "chat.created", "event_id": created["event_id"], "chat_id": str(chat.id), "version": 0,
+        "chat": created["payload"],
     }
     assert await lobby.receive_json_from(timeout=5) == {
-        "type": "chat.deleted", "event_id": deleted["event_id"], "chat_id": str(chat.id),
+        "type": "chat.deleted", "event_id": deleted["event_id"], "chat_id": str(chat.id), "version": 0,
     }
     await lobby.send_json_to({"type": "ping"})
     assert json.loads((await lobby.receive_from(timeout=5))) == {"type": "pong"}

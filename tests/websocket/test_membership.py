@@ -22,7 +22,7 @@ from messaging_domain.commands import (
     MarkReadCommand,
     RemoveMemberCommand,
 )
-from tests.websocket.test_consumers import assert_closed_with, connect
+from tests.websocket.test_consumers import assert_closed_with, connect, receive_past_presence
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
@@ -116,6 +116,8 @@ async def test_a_member_removed_from_a_private_chat_is_closed_with_4403(ann, bob
     await commit_and_forward(channel_layer, RemoveMemberCommand(chat_id=chat.id, username="bob", requested_by=participant_of(ann)))
 
     for communicator in (first, second):
+        left = await communicator.receive_json_from(timeout=5)  # the change itself first, as every subscriber sees it
+        assert (left["type"], left["member"]["username"], left["version"]) == ("member.left", "bob", 2)
         frame = await assert_closed_with(communicator, 4403, "not_a_member")
         assert frame["message"] == "You are no longer a member of this chat."
 
@@ -130,8 +132,15 @@ async def test_a_member_who_leaves_a_private_chat_is_closed_with_4403_and_the_ot
 
     await commit_and_forward(channel_layer, RemoveMemberCommand(chat_id=chat.id, username="bob", requested_by=participant_of(bob)))
 
+    assert (await receive_past_presence(bobs))["type"] == "member.left"
     await assert_closed_with(bobs, 4403, "not_a_member")
-    assert await anns.receive_nothing(timeout=0.5)
+    await bobs.disconnect()
+    frames = [await anns.receive_json_from(timeout=5) for _ in range(3)]
+    assert [(f["type"], f.get("username") or f["member"]["username"]) for f in frames] == [
+        ("presence.joined", "bob"), ("member.left", "bob"), ("presence.left", "bob")]
+    assert await anns.receive_nothing(timeout=0.5)  # still open, and nothing more
+    await anns.send_json_to({"type": "ping"})
+    assert await anns.receive_json_from(timeout=5) == {"type": "pong"}
     await anns.disconnect()
 
 
@@ -143,6 +152,8 @@ async def test_leaving_a_public_chat_keeps_its_stream_open(ann, bob, bob_token, 
     await commit_and_forward(channel_layer, RemoveMemberCommand(chat_id=chat.id, username="bob", requested_by=participant_of(bob)))
     await commit_and_forward(channel_layer, CreateMessageCommand(chat_id=chat.id, text="still here", author=participant_of(ann)))
 
+    left = await communicator.receive_json_from(timeout=5)
+    assert (left["type"], left["member"]["username"]) == ("member.left", "bob")
     frame = await communicator.receive_json_from(timeout=5)
     assert (frame["type"], frame["message"]["text"]) == ("message.created", "still here")
     await communicator.disconnect()
@@ -170,7 +181,7 @@ async def test_deleting_a_private_chat_closes_every_members_stream_with_4410(ann
     await commit_and_forward(channel_layer, DeleteChatCommand(chat_id=chat.id, requested_by=participant_of(ann)))
 
     for communicator in sockets:
-        frame = await communicator.receive_json_from(timeout=5)
+        frame = await receive_past_presence(communicator)
         assert (frame["type"], frame["chat_id"]) == ("chat.deleted", str(chat.id))
         assert await communicator.receive_output(timeout=5) == {"type": "websocket.close", "code": 4410}
 

@@ -6,9 +6,11 @@ Screenshots land in the test's tmp_path and in tests/browser/artifacts/ (ignored
 browser's screenshot and console log are saved there too.
 """
 
+import json
 import shutil
 import uuid
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -20,11 +22,12 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
+from websockets.sync.client import connect as ws_connect
 
 from chats.adapters import participant_of
 from chats.bootstrap import mediator
 from chats.runtime.embedded import free_port
-from messaging_domain.commands import CreateMessageCommand
+from messaging_domain.commands import CreateMessageCommand, DeleteMessageCommand, EditMessageCommand
 from tests.helpers import http_json, serving, started
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -207,6 +210,42 @@ class Page:
     def wait_messages(self, expected: list[tuple[int, str]], timeout: float = WAIT) -> None:
         self.wait(lambda: len(self.messages()) >= len(expected), f"{len(expected)} messages", timeout)
         assert self.messages() == expected
+
+    def states(self) -> list[tuple[int, str, str]]:
+        """(seq, text shown, mark) of every message element, top to bottom; mark: "deleted" (a tombstone),
+        "edited" or ""."""
+        return [tuple(row) for row in self.driver.execute_script(
+            "return [...document.querySelectorAll('#messages [data-seq]')].map(li => [Number(li.dataset.seq),"
+            " li.querySelector('.text').textContent, li.classList.contains('deleted') ? 'deleted'"
+            " : li.querySelector('.edited-mark') ? 'edited' : ''])")]
+
+    def actions(self, seq: int) -> list[str]:
+        """The actions this user is offered on one message ("edit", "delete")."""
+        return self.driver.execute_script(
+            "return [...document.querySelectorAll(`#messages [data-seq='${arguments[0]}'] .meta .action`)]"
+            ".map(b => b.dataset.action)", seq)
+
+    def online(self) -> list[str]:
+        """The names in the open chat's "online" list, in its order."""
+        return self.driver.execute_script(
+            "return [...document.querySelectorAll('#online .online-user')].map(li => li.textContent)")
+
+    def typing(self) -> str:
+        return self.find("#typing").text
+
+    def edit(self, seq: int, text: str) -> None:
+        """Edits one's own message inline: its "edit" action, the new text, Enter."""
+        self.find(f"#messages [data-seq='{seq}'] .edit-message").click()
+        box = self.find(f"#messages [data-seq='{seq}'] .edit-text")
+        assert self.driver.switch_to.active_element == box  # the box has the focus, ready to type
+        box.clear()
+        box.send_keys(text)
+        box.send_keys(Keys.ENTER)
+
+    def delete(self, seq: int) -> None:
+        """Deletes a message with its "delete" action, confirming the question."""
+        self.find(f"#messages [data-seq='{seq}'] .delete-message").click()
+        WebDriverWait(self.driver, WAIT).until(expected_conditions.alert_is_present()).accept()
 
     def chat_id(self) -> str:
         return self.driver.current_url.split("#", 1)[1]
@@ -520,3 +559,138 @@ def test_a_private_chat_appears_live_for_a_member_who_is_added_shows_unread_coun
     status, body = call(site, "GET", f"/api/chats/{chat_id}/", token=bob.token())
     assert (status, body["error"]["code"]) == (404, "chat_not_found")
     assert (ann.script_errors(), bob.script_errors(), phone.script_errors()) == ([], [], [])
+
+
+def change_directly(command) -> None:
+    """An edit or a deletion through the mediator in this process: the web server may be down meanwhile."""
+    mediator.handle_command(command)
+
+
+def as_participant(username: str):
+    return participant_of(get_user_model().objects.get(username=username))
+
+
+def test_edits_deletions_typing_and_presence_reach_the_other_page_live_and_after_it_was_away(browser, site, tmp_path):
+    ann, bob = browser("ann"), browser("bob")
+    ann.sign_up("ann")
+    bob.sign_up("bob")
+    bob.wait_list_live()
+    ann.create_chat("Plans")
+    ann.wait_chat_live("Plans")
+    bob.wait(lambda: bob.chat_titles() == ["Plans"], "the new chat in bob's list, through the lobby", FIRST_EVENT_WAIT)
+    bob.open_chat("Plans")
+    chat_id = ann.chat_id()
+
+    # Who is online, in both headers.
+    ann.wait(lambda: ann.online() == ["ann", "bob"], "bob online in ann's header")
+    bob.wait(lambda: bob.online() == ["ann", "bob"], "ann online in bob's header")
+
+    sent = []
+    for text in ("meet at 12", "in room 4", "bring the slides"):
+        ann.send(text)
+        sent.append((len(sent) + 1, text, ""))
+        ann.wait(lambda: ann.states() == sent, f"ann's message {len(sent)}")
+    bob.send("ok")
+    sent.append((4, "ok", ""))
+    for page in (ann, bob):
+        page.wait(lambda: page.states() == sent, "the four messages on both pages", FIRST_EVENT_WAIT)
+    # The author edits and deletes; the chat's owner deletes anyone's message; others do neither.
+    assert [ann.actions(seq) for seq in (1, 4)] == [["edit", "delete"], ["delete"]]
+    assert [bob.actions(seq) for seq in (1, 4)] == [[], ["edit", "delete"]]
+
+    # ann edits her first message inline: bob sees the new text, marked "edited", live.
+    ann.edit(1, "meet at 12:30")
+    bob.wait(lambda: bob.states()[0] == (1, "meet at 12:30", "edited"), "the edit on bob's page")
+    ann.wait(lambda: ann.states()[0] == (1, "meet at 12:30", "edited") and not ann.driver.find_elements(
+        By.CSS_SELECTOR, ".edit-text"), "the edit on ann's page, the box gone")
+    assert ann.requests_to(f"/api/chats/{chat_id}/messages/1/") == 1
+    # Escape leaves the message as it was, without a request.
+    ann.find("#messages [data-seq='2'] .edit-message").click()
+    box = ann.find("#messages [data-seq='2'] .edit-text")
+    box.send_keys(" or 5")
+    assert ann.screenshot("editing-a-message-inline", tmp_path).stat().st_size > 0
+    box.send_keys(Keys.ESCAPE)
+    ann.wait(lambda: not ann.driver.find_elements(By.CSS_SELECTOR, ".edit-text"), "the box to close on Escape")
+    assert ann.states()[1] == (2, "in room 4", "")
+    assert ann.requests_to(f"/api/chats/{chat_id}/messages/2/") == 0
+
+    # ann deletes her third message: a tombstone in its place on both pages.
+    ann.delete(3)
+    for page in (ann, bob):
+        page.wait(lambda: page.states()[2] == (3, "message deleted", "deleted"), "the tombstone of message 3")
+    assert ann.actions(3) == []
+    assert [seq for seq, _, _ in bob.states()] == [1, 2, 3, 4]
+
+    # Typing: bob's notice reaches ann (never bob himself), and a second typist joins the line.
+    status, body = call(site, "POST", "/api/auth/register/", {"username": "cat", "password": PASSWORD})
+    assert status == 201, body
+    query = urlencode({"token": body["token"]})
+    with ws_connect(f"ws://127.0.0.1:{site.port}/ws/chats/{chat_id}/?{query}", proxy=None, open_timeout=WAIT) as cat:
+        first = json.loads(cat.recv(timeout=WAIT))
+        assert (first["type"], sorted(first["online"])) == ("presence", ["ann", "bob", "cat"]), first
+        ann.wait(lambda: ann.online() == ["ann", "bob", "cat"], "cat online in ann's header")
+        bob.find("#message-text").send_keys("what ab")
+        ann.wait(lambda: ann.typing() == "bob is typing…", "bob typing, on ann's page")
+        cat.send(json.dumps({"type": "typing"}))
+        ann.wait(lambda: ann.typing() == "bob and cat are typing…", "two typing, on ann's page")
+        assert ann.screenshot("typing-and-online", tmp_path).stat().st_size > 0
+        assert bob.typing() == "cat is typing…"  # bob's own notice never comes back to him
+        ann.wait(lambda: ann.typing() == "", "the typing line to clear a few seconds after the last notice", 10)
+    ann.wait(lambda: ann.online() == ["ann", "bob"], "cat to leave ann's header when his socket closes")
+    bob.find("#message-text").clear()
+
+    # bob leaves the page for another: ann sees him leave (a page kept in the back/forward cache closes its
+    # sockets too). Meanwhile ann edits, deletes (bob's message: she owns the chat) and posts; bob comes back to the
+    # same page, which resumes after the last version it applied, and later reloads: the final state, each once.
+    bob.driver.execute_script("window.sameDocument = true")
+    bob.driver.get("about:blank")
+    ann.wait(lambda: ann.online() == ["ann"], "bob to leave ann's header when he leaves the page")
+    ann.edit(2, "in room 5")
+    ann.delete(4)
+    ann.send("room 5 is upstairs")
+    final = [(1, "meet at 12:30", "edited"), (2, "in room 5", "edited"), (3, "message deleted", "deleted"),
+             (4, "message deleted", "deleted"), (5, "room 5 is upstairs", "")]
+    ann.wait(lambda: ann.states() == final, "ann's changes on her page")
+    bob.driver.back()
+    bob.wait_chat_live("Plans")
+    bob.wait(lambda: bob.states() == final, "the final state on bob's page, back from the cache")
+    assert bob.driver.execute_script("return window.sameDocument") is True  # resumed, not loaded again
+    ann.wait(lambda: ann.online() == ["ann", "bob"], "bob back in ann's header")
+    bob.driver.refresh()
+    bob.wait_chat_live("Plans")
+    bob.wait(lambda: bob.states() == final, "the final state on bob's page, reloaded")
+    bob.wait(lambda: bob.online() == ["ann", "bob"], "both online on bob's reloaded page")
+
+    # The web server goes away; what changes meanwhile reaches both pages when they reconnect with after_version:
+    # a message created and edited arrives once with its last text, one created and deleted as a tombstone.
+    site.web.stop()
+    for page in (ann, bob):
+        page.wait(lambda: page.attribute("#chat", "data-state") == "reconnecting", "the socket to notice the outage")
+    chat = uuid.UUID(chat_id)
+    change_directly(EditMessageCommand(chat_id=chat, seq=5, text="room 5 is on the 2nd floor", editor=as_participant("ann")))
+    change_directly(DeleteMessageCommand(chat_id=chat, seq=2, requested_by=as_participant("ann")))
+    post_directly("ann", chat_id, "coffee first?")
+    change_directly(EditMessageCommand(chat_id=chat, seq=6, text="coffee first, at 12:15?", editor=as_participant("ann")))
+    post_directly("bob", chat_id, "sorry, wrong chat")
+    change_directly(DeleteMessageCommand(chat_id=chat, seq=7, requested_by=as_participant("bob")))
+    site.start_web()
+    final = [(1, "meet at 12:30", "edited"), (2, "message deleted", "deleted"), (3, "message deleted", "deleted"),
+             (4, "message deleted", "deleted"), (5, "room 5 is on the 2nd floor", "edited"),
+             (6, "coffee first, at 12:15?", "edited"), (7, "message deleted", "deleted")]
+    for page in (ann, bob):
+        page.wait_chat_live("Plans")
+        page.wait(lambda: page.states() == final, "what changed during the outage", FIRST_EVENT_WAIT)
+        page.wait(lambda: page.online() == ["ann", "bob"], "both online again")
+    assert bob.screenshot("edited-and-deleted-after-an-outage", tmp_path).stat().st_size > 0
+
+    # And live again after the outage, bob editing his own message this time.
+    ann.send("see you")
+    final.append((8, "see you", ""))
+    bob.wait(lambda: bob.states() == final, "ann's message after the outage", FIRST_EVENT_WAIT)
+    bob.send("on my way")
+    bob.wait(lambda: len(bob.states()) == 9, "bob's message")
+    bob.edit(9, "on my way, 5 min")
+    final.append((9, "on my way, 5 min", "edited"))
+    for page in (ann, bob):
+        page.wait(lambda: page.states() == final, "bob's edit on both pages")
+    assert (ann.script_errors(), bob.script_errors()) == ([], [])

@@ -2,8 +2,14 @@
 // - a token from /api/auth/register/ or /api/auth/token/, kept in localStorage, sent as `Authorization: Token`
 //   (requests omit cookies, so a session of the browsable API or the admin plays no part, and needs no CSRF);
 // - the lobby socket keeps the chat list live; on every (re)connect the list is read again (the lobby has no replay);
-// - an open chat shows its latest page of history, older pages on demand, then its socket with ?after_seq=<last
-//   seq shown>; every message is one <li data-seq>, and a frame whose seq is not above the last one is dropped;
+// - an open chat shows its latest page of history, older pages on demand, then its socket with
+//   ?after_version=<the chat's version when it was read, then the last version applied>: every change of the chat
+//   (message created, edited, deleted; member joined, left) carries the chat's version, and a frame whose version
+//   is not above the last one applied is dropped. Every message is one <li data-seq>, updated in place by its
+//   frames (a deleted one stays, as a tombstone); the author edits a message inline, the author or the chat's
+//   owner deletes it;
+// - the chat socket also says who is online in the chat (presence, presence.joined, presence.left) and who is
+//   typing (typing frames; the composer sends {"type": "typing"} at most every TYPING_EVERY ms);
 // - membership: a chat's `membership` (null, or {role, last_read_seq, unread}) gives the list its unread badge;
 //   the open chat's read position is posted as messages are shown (at most once a second per chat), and the
 //   lobby's member.joined / member.left / chat.read frames keep the list in step with the user's other devices.
@@ -11,6 +17,12 @@
 const $ = (id) => document.getElementById(id);
 const PAGE = 50;
 const READ_EVERY = 1000; // ms: the open chat's read position is posted at most this often
+// ms between two typing notices sent: the server passes one per user per chat every 2 s and drops the rest
+// silently, so a notice sent a hair early would be lost and leave a gap in the others' "… is typing".
+const TYPING_EVERY = 2100;
+const TYPING_SHOWN = 3000; // ms "… is typing" stays without a new notice
+const ONLINE_SHOWN = 6; // names of online users in the chat's header; the rest are counted
+const CHANGES = new Set(["message.created", "message.edited", "message.deleted", "member.joined", "member.left"]);
 const TOKEN_KEY = "chat.token";
 const USER_KEY = "chat.username";
 
@@ -23,9 +35,12 @@ const state = {
   listGeneration: 0,
   chatsNext: null,
   lobby: null,
-  open: null, // {chat, lastSeq, olderBefore, stream, loadingOlder, readSeq, readAt, readTimer, reading}
+  // {chat, version, lastSeq, messages: seq -> message, items: seq -> <li>, olderBefore, stream, loadingOlder,
+  //  readSeq, readAt, readTimer, reading, online: Set, typing: username -> timer, typingSentAt, editing}
+  open: null,
   opening: null,
   pendingPost: null, // {chatId, text, key}: a failed post is retried with the same Idempotency-Key
+  pendingEdit: null, // {chatId, seq, text, key}: likewise a failed edit
   sending: false,
 };
 
@@ -106,7 +121,7 @@ function wsUrl(path, params = {}) {
   return url.href;
 }
 
-// A socket that reconnects with backoff. `url()` is asked on every attempt (so after_seq is current);
+// A socket that reconnects with backoff. `url()` is asked on every attempt (so after_version is current);
 // `onClose(code)` returns false to stop for good.
 class Stream {
   constructor({ url, onOpen, onFrame, onClose }) {
@@ -131,10 +146,30 @@ class Stream {
     };
   }
 
+  // Sends a frame if the socket is open; false if it is not (nothing is queued).
+  send(frame) {
+    if (this.stopped || this.ws?.readyState !== WebSocket.OPEN) return false;
+    this.ws.send(JSON.stringify(frame));
+    return true;
+  }
+
   stop() {
     this.stopped = true;
     clearTimeout(this.timer);
     this.ws?.close(1000);
+  }
+
+  // For a page put in the back/forward cache: closed meanwhile, connected again (from where it was) when shown.
+  pause() {
+    if (this.stopped) return;
+    this.paused = true;
+    this.stop();
+  }
+
+  resume() {
+    if (!this.paused) return;
+    Object.assign(this, { paused: false, stopped: false, attempt: 0 });
+    this.connect();
   }
 }
 
@@ -383,14 +418,56 @@ function setChatState(value, text) {
   $("chat-status").textContent = text;
 }
 
-function messageElement(message) {
-  const li = el("li", { className: message.author === state.username ? "message mine" : "message" },
-    el("div", { className: "meta" },
-      el("strong", { className: "author", textContent: message.author }), " ",
-      el("time", { dateTime: message.created_at, textContent: new Date(message.created_at).toLocaleString() })),
-    el("p", { className: "text", textContent: message.text }));
+function actionButton(action, label, title) {
+  const button = el("button", { type: "button", className: `action ${action}-message`, textContent: label, title });
+  button.dataset.action = action;
+  return button;
+}
+
+// A message's <li>, made once and registered in open.items; its frames update it in place (renderMessage).
+function messageItem(open, message) {
+  const li = el("li");
   li.dataset.seq = message.seq;
+  open.items.set(message.seq, li);
+  renderMessage(open, li, message);
   return li;
+}
+
+// Draws a message's state into its <li>: the meta line (author, time, "edited", what this user may do) and the
+// text, or the tombstone of a deleted one. An editor open on it is kept (and keeps its focus and draft), unless
+// the message is gone.
+function renderMessage(open, li, message) {
+  const mine = message.author === state.username;
+  const mayDelete = mine || open.chat.owner === state.username || open.chat.membership?.role === "owner";
+  const edited = Boolean(message.edited_at) && !message.deleted;
+  li.className = ["message", mine && "mine", message.deleted && "deleted", edited && "edited"].filter(Boolean).join(" ");
+  li.dataset.version = message.version ?? 0;
+  const meta = el("div", { className: "meta" },
+    el("strong", { className: "author", textContent: message.author }), " ",
+    el("time", { dateTime: message.created_at, textContent: new Date(message.created_at).toLocaleString() }));
+  if (edited) {
+    meta.append(" ", el("span", { className: "edited-mark", textContent: "edited",
+                                  title: `Edited ${new Date(message.edited_at).toLocaleString()}` }));
+  }
+  if (!message.deleted && (mine || mayDelete)) {
+    meta.append(" ", el("span", { className: "actions" },
+      ...(mine ? [actionButton("edit", "edit", "Edit your message")] : []),
+      actionButton("delete", "delete", "Delete this message")));
+  }
+  const text = message.deleted
+    ? el("p", { className: "text tombstone", textContent: "message deleted" })
+    : el("p", { className: "text", textContent: message.text });
+  const editor = li.querySelector(":scope > .editor");
+  if (editor && message.deleted) endEdit(open, message.seq);
+  const keep = !message.deleted && editor;
+  text.hidden = Boolean(keep);
+  const old = li.querySelector(":scope > .meta");
+  if (old) { // in place, so that an open editor stays where it is, focused
+    old.replaceWith(meta);
+    li.querySelector(":scope > .text").replaceWith(text);
+  } else {
+    li.replaceChildren(meta, text);
+  }
 }
 
 async function openChat(id) {
@@ -408,16 +485,23 @@ async function openChat(id) {
     return;
   }
   if (state.opening !== opening) return; // another chat was picked meanwhile
+  // The messages were read after the chat: none of them is older than its version, and whatever changed
+  // after that version is sent again by the socket (after_version), each in its current state.
   const open = (state.open = {
-    chat, lastSeq: 0, olderBefore: beforeSeqOf(page.next), stream: null, loadingOlder: false,
+    chat, version: chat.version ?? 0, lastSeq: 0, messages: new Map(), items: new Map(),
+    olderBefore: beforeSeqOf(page.next), stream: null, loadingOlder: false,
     readSeq: chat.membership?.last_read_seq ?? 0, readAt: 0, readTimer: null, reading: false,
+    online: new Set(), typing: new Map(), typingSentAt: 0, editing: null,
   });
   const newestFirst = page.results;
   open.lastSeq = newestFirst.length ? newestFirst[0].seq : 0;
-  $("messages").replaceChildren(...newestFirst.slice().reverse().map(messageElement));
+  for (const message of newestFirst) open.messages.set(message.seq, message);
+  $("messages").replaceChildren(...newestFirst.slice().reverse().map((message) => messageItem(open, message)));
   $("chat-title").textContent = chat.title;
   $("member-list").replaceChildren();
   renderChatHead();
+  renderOnline(open);
+  renderTyping(open);
   if (membersShown()) loadMembers();
   $("older").hidden = !open.olderBefore;
   $("no-chat").hidden = true;
@@ -429,37 +513,75 @@ async function openChat(id) {
   markRead(open);
   setChatState("connecting", "connecting…");
   open.stream = new Stream({
-    url: () => wsUrl(`/ws/chats/${chat.id}/`, { after_seq: open.lastSeq }),
+    url: () => wsUrl(`/ws/chats/${chat.id}/`, { after_version: open.version }),
     onOpen: () => setChatState("live", "live"),
     onFrame: (frame) => chatFrame(open, frame),
     onClose: (code) => {
+      clearTyping(open); // nobody's notices arrive while the socket is down; presence comes anew on reconnecting
       if (code === 4410) { removeChat(chat.id, "This chat was deleted."); return false; }
       if (code === 4404) { removeChat(chat.id, "This chat no longer exists."); return false; }
       if (code === 4403) { removeChat(chat.id, "You are no longer a member of this chat."); return false; }
       if (!authClose(code)) return false;
-      setChatState("reconnecting", "reconnecting…"); // 4408 (fell behind), 4429, a network drop: resume after lastSeq
+      setChatState("reconnecting", "reconnecting…"); // 4408 (fell behind), 4429, a network drop: resume after version
       return true;
     },
   });
 }
 
 function chatFrame(open, frame) {
-  if (frame.type === "message.created") {
-    const message = frame.message;
-    if (frame.chat_id !== open.chat.id || message.seq <= open.lastSeq) return; // seen already
-    const follow = nearEnd() || message.author === state.username;
-    $("messages").append(messageElement(message));
-    open.lastSeq = message.seq;
-    // Posting moved the author's read position to their message already (docs/protocol.md, "Read positions").
-    if (message.author === state.username) open.readSeq = Math.max(open.readSeq, message.seq);
-    if (follow) scrollToEnd();
-    markRead(open);
+  if (state.open !== open || (frame.chat_id !== undefined && frame.chat_id !== open.chat.id)) return;
+  if (CHANGES.has(frame.type)) {
+    if (typeof frame.version === "number") {
+      if (frame.version <= open.version) return; // applied already
+      open.version = frame.version;
+    }
+    if (frame.type === "member.joined" || frame.type === "member.left") memberFrame(open, frame);
+    else if (frame.message) applyMessage(open, frame.message, frame.type === "message.created");
+  } else if (frame.type === "presence") {
+    open.online = new Set(frame.online ?? []);
+    renderOnline(open);
+  } else if (frame.type === "presence.joined" || frame.type === "presence.left") {
+    if (frame.type === "presence.joined") open.online.add(frame.username);
+    else {
+      open.online.delete(frame.username);
+      stopTyping(open, frame.username);
+    }
+    renderOnline(open);
+  } else if (frame.type === "typing") {
+    if (frame.username !== state.username) showTyping(open, frame.username);
   } else if (frame.type === "chat.deleted") {
     removeChat(open.chat.id, "This chat was deleted.");
   } else if (frame.type === "error"
              && !["lagging", "credentials_revoked", "invalid_token", "not_a_member"].includes(frame.code)) {
     showError(frame); // these are followed by a close that says what to do (4401: back to the login form, 4403: gone)
   }
+}
+
+// A message in its state at `message.version`, from a frame or from this page's own edit. A message shown already
+// is updated in place (also by a created frame: a replay after a reconnect sends the current state); a newer one
+// is appended; one older than the history shown is only remembered, for when that history is loaded.
+function applyMessage(open, message, created = false) {
+  const known = open.messages.get(message.seq);
+  if (known && (known.version ?? 0) > (message.version ?? 0)) return; // an older state than the one shown
+  open.messages.set(message.seq, message);
+  if (created) stopTyping(open, message.author);
+  const follow = nearEnd() || (created && message.author === state.username);
+  const li = open.items.get(message.seq);
+  if (li) {
+    renderMessage(open, li, message);
+  } else if (message.seq > open.lastSeq) {
+    $("messages").append(messageItem(open, message));
+    open.lastSeq = message.seq;
+    // Posting moved the author's read position to their message already (docs/protocol.md, "Read positions").
+    if (message.author === state.username) open.readSeq = Math.max(open.readSeq, message.seq);
+  } else {
+    const after = [...open.items.keys()].filter((seq) => seq > message.seq).sort((a, b) => a - b)[0];
+    const oldest = Math.min(...open.items.keys());
+    if (after === undefined || message.seq < oldest) return; // not in the history shown: loadOlder brings it
+    open.items.get(after).before(messageItem(open, message));
+  }
+  if (follow) scrollToEnd();
+  markRead(open);
 }
 
 async function loadOlder() {
@@ -471,10 +593,13 @@ async function loadOlder() {
     if (state.open !== open) return;
     const scroller = $("scroller");
     const fromEnd = scroller.scrollHeight - scroller.scrollTop;
-    const list = $("messages");
-    const shown = new Set([...list.children].map((li) => li.dataset.seq));
-    const older = page.results.filter((message) => !shown.has(String(message.seq))).reverse();
-    list.prepend(...older.map(messageElement));
+    // A frame that changed one of these messages while the page was on its way is newer than the page.
+    const older = page.results.filter((message) => !open.items.has(message.seq)).reverse().map((message) => {
+      const known = open.messages.get(message.seq);
+      return known && (known.version ?? 0) > (message.version ?? 0) ? known : message;
+    });
+    for (const message of older) open.messages.set(message.seq, message);
+    $("messages").prepend(...older.map((message) => messageItem(open, message)));
     open.olderBefore = beforeSeqOf(page.next);
     $("older").hidden = !open.olderBefore;
     scroller.scrollTop = scroller.scrollHeight - fromEnd; // keep what was on screen in place
@@ -490,8 +615,11 @@ function closeChat() {
   if (!state.open) return;
   state.open.stream?.stop();
   clearTimeout(state.open.readTimer);
+  clearTyping(state.open);
   state.open = null;
   $("messages").replaceChildren();
+  $("online").replaceChildren();
+  $("typing").textContent = "";
   $("chat").hidden = true;
   $("no-chat").hidden = false;
   setChatState("closed", "");
@@ -534,6 +662,150 @@ async function send() {
     showError(error);
   } finally {
     state.sending = false;
+  }
+}
+
+// ---- Editing and deleting messages ----------------------------------------------------------------------------
+
+// The text of one's own message becomes a box: Enter (or "save") saves it, Escape (or "cancel") leaves it as it was.
+function startEdit(seq) {
+  const open = state.open;
+  const message = open?.messages.get(seq);
+  const li = open?.items.get(seq);
+  if (!li || !message || message.deleted || message.author !== state.username) return;
+  if (open.editing) endEdit(open, open.editing.seq);
+  const box = el("textarea", { className: "edit-text", value: message.text, maxLength: 4096,
+                               rows: Math.min(8, Math.max(1, message.text.split("\n").length)) });
+  box.setAttribute("aria-label", "Edit your message");
+  box.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      saveEdit(open, seq, box.value);
+    } else if (event.key === "Escape") {
+      event.preventDefault();
+      endEdit(open, seq);
+      $("message-text").focus();
+    }
+  });
+  const editor = el("div", { className: "editor" }, box,
+    el("div", { className: "edit-help" },
+      actionButton("save", "save", "Save (Enter)"), " ", actionButton("cancel", "cancel", "Cancel (Escape)"),
+      " ", el("span", { textContent: "Enter saves, Escape cancels" })));
+  li.querySelector(":scope > .text").hidden = true;
+  li.classList.add("editing");
+  li.append(editor);
+  open.editing = { seq, saving: false };
+  box.focus();
+  box.setSelectionRange(box.value.length, box.value.length);
+}
+
+function endEdit(open, seq) {
+  if (open.editing?.seq === seq) open.editing = null;
+  const li = open.items.get(seq);
+  if (!li) return;
+  li.querySelector(":scope > .editor")?.remove();
+  li.classList.remove("editing");
+  const text = li.querySelector(":scope > .text");
+  if (text) text.hidden = false;
+}
+
+async function saveEdit(open, seq, text) {
+  const message = open.messages.get(seq);
+  if (state.open !== open || !message || open.editing?.seq !== seq || open.editing.saving) return;
+  if (text === message.text) { // nothing to save
+    endEdit(open, seq);
+    return;
+  }
+  const pending = state.pendingEdit;
+  if (!pending || pending.chatId !== open.chat.id || pending.seq !== seq || pending.text !== text) {
+    state.pendingEdit = { chatId: open.chat.id, seq, text, key: newKey() };
+  }
+  const { key } = state.pendingEdit;
+  open.editing.saving = true;
+  open.items.get(seq)?.classList.add("saving");
+  clearError();
+  try {
+    const changed = await api("PATCH", `/api/chats/${open.chat.id}/messages/${seq}/`, { text }, { "Idempotency-Key": key });
+    state.pendingEdit = null;
+    if (state.open !== open) return;
+    endEdit(open, seq);
+    applyMessage(open, changed); // its frame, with the same version, follows on the socket
+  } catch (error) {
+    showError(error); // invalid_text: the box stays, to be corrected
+    if (["message_deleted", "message_not_found", "permission_denied"].includes(error.code)) endEdit(open, seq);
+  } finally {
+    if (open.editing?.seq === seq) open.editing.saving = false;
+    open.items.get(seq)?.classList.remove("saving");
+  }
+}
+
+// One's own message, or any message of a chat one owns; it stays in its place as a tombstone.
+async function deleteMessage(seq) {
+  const open = state.open;
+  const message = open?.messages.get(seq);
+  if (!message || message.deleted || !confirm("Delete this message? Everyone will see it as deleted.")) return;
+  clearError();
+  try {
+    await api("DELETE", `/api/chats/${open.chat.id}/messages/${seq}/`);
+  } catch (error) {
+    showError(error);
+    return;
+  }
+  if (state.open !== open) return;
+  // The frame (with the change's version) follows on the socket; until then the tombstone keeps the old version.
+  applyMessage(open, { ...open.messages.get(seq), text: "", deleted: true });
+}
+
+// ---- Typing and presence --------------------------------------------------------------------------------------
+
+function typed() {
+  const open = state.open;
+  if (!open?.stream || !$("message-text").value.trim()) return;
+  const now = Date.now();
+  if (now - open.typingSentAt < TYPING_EVERY) return;
+  if (open.stream.send({ type: "typing" })) open.typingSentAt = now;
+}
+
+function showTyping(open, username) {
+  clearTimeout(open.typing.get(username));
+  open.typing.set(username, setTimeout(() => stopTyping(open, username), TYPING_SHOWN));
+  renderTyping(open);
+}
+
+function stopTyping(open, username) {
+  if (!open.typing.has(username)) return;
+  clearTimeout(open.typing.get(username));
+  open.typing.delete(username);
+  renderTyping(open);
+}
+
+function clearTyping(open) {
+  for (const timer of open.typing.values()) clearTimeout(timer);
+  open.typing.clear();
+  renderTyping(open);
+}
+
+function renderTyping(open) {
+  if (state.open !== open) return;
+  const names = [...open.typing.keys()];
+  let text = "";
+  if (names.length === 1) text = `${names[0]} is typing…`;
+  else if (names.length <= 3 && names.length) text = `${names.slice(0, -1).join(", ")} and ${names.at(-1)} are typing…`;
+  else if (names.length) text = `${names.slice(0, 2).join(", ")} and ${names.length - 2} others are typing…`;
+  $("typing").textContent = text;
+}
+
+// Who is online in the open chat, in its header (and a mark on them in the members panel).
+function renderOnline(open) {
+  if (state.open !== open) return;
+  const names = [...open.online].sort();
+  const more = names.length - ONLINE_SHOWN;
+  $("online").replaceChildren(
+    ...names.slice(0, ONLINE_SHOWN).map((name) => el("li", { className: "online-user", textContent: name })),
+    ...(more > 0 ? [el("li", { className: "online-more", textContent: `+${more} more` })] : []));
+  $("online").title = names.length ? `Online now: ${names.slice(0, 50).join(", ")}${names.length > 50 ? ", …" : ""}` : "";
+  for (const li of $("member-list").querySelectorAll(".member-item")) {
+    li.classList.toggle("online", open.online.has(li.dataset.username));
   }
 }
 
@@ -597,20 +869,39 @@ async function loadMembers() {
     return;
   }
   if (state.open !== open) return;
-  const owner = open.chat.membership?.role === "owner";
-  $("member-list").replaceChildren(...page.results.map((member) => {
-    const li = el("li", { className: "member-item" },
-      el("span", { className: "name", textContent: member.username }), " ",
-      el("span", { className: `role role-${member.role}`, textContent: member.role }));
-    li.dataset.username = member.username;
-    if (owner && member.role !== "owner") {
-      const remove = el("button", { type: "button", className: "remove-member", textContent: "Remove" });
-      remove.addEventListener("click", () => removeMember(open, member.username));
-      li.append(" ", remove);
-    }
-    return li;
-  }), ...(page.next ? [el("li", { className: "more", textContent: "…and more" })] : []));
+  $("member-list").replaceChildren(...page.results.map((member) => memberItem(open, member)),
+    ...(page.next ? [el("li", { className: "more", textContent: "…and more" })] : []));
   if (!page.next && open.chat.member_count !== page.results.length) updateChat(open.chat.id, { member_count: page.results.length });
+}
+
+function memberItem(open, member) {
+  const li = el("li", { className: open.online.has(member.username) ? "member-item online" : "member-item" },
+    el("span", { className: "name", textContent: member.username }), " ",
+    el("span", { className: `role role-${member.role}`, textContent: member.role }));
+  li.dataset.username = member.username;
+  if (open.chat.membership?.role === "owner" && member.role !== "owner") {
+    const remove = el("button", { type: "button", className: "remove-member", textContent: "Remove" });
+    remove.addEventListener("click", () => removeMember(open, member.username));
+    li.append(" ", remove);
+  }
+  return li;
+}
+
+// member.joined / member.left on the chat's socket (anyone's; one's own membership is the lobby's business).
+// A live frame carries the chat and its member_count; a replayed one only the member. The panel, if open, is
+// updated in place: a newcomer joins the end of a complete list (members are listed by when they joined).
+function memberFrame(open, frame) {
+  if (typeof frame.chat?.member_count === "number") updateChat(open.chat.id, { member_count: frame.chat.member_count });
+  if (!membersShown() || !frame.member) return;
+  const list = $("member-list");
+  const complete = !list.querySelector(".more");
+  const shown = [...list.querySelectorAll(".member-item")].find((li) => li.dataset.username === frame.member.username);
+  if (frame.type === "member.left") shown?.remove();
+  else if (shown) shown.replaceWith(memberItem(open, frame.member));
+  else if (complete) list.append(memberItem(open, frame.member));
+  if (complete && typeof frame.chat?.member_count !== "number") {
+    updateChat(open.chat.id, { member_count: list.querySelectorAll(".member-item").length });
+  }
 }
 
 function memberPath(chat, username) {
@@ -722,6 +1013,18 @@ document.addEventListener("visibilitychange", () => {
   if (state.open) markRead(state.open);
 });
 $("composer").addEventListener("submit", (event) => { event.preventDefault(); send(); });
+$("message-text").addEventListener("input", typed);
+$("messages").addEventListener("click", (event) => {
+  const button = event.target.closest("button[data-action]");
+  const seq = Number(button?.closest("[data-seq]")?.dataset.seq);
+  const open = state.open;
+  if (!button || !open || !seq) return;
+  const action = button.dataset.action;
+  if (action === "edit") startEdit(seq);
+  else if (action === "delete") deleteMessage(seq);
+  else if (action === "save") saveEdit(open, seq, button.closest(".editor").querySelector(".edit-text").value);
+  else if (action === "cancel") endEdit(open, seq);
+});
 $("message-text").addEventListener("keydown", (event) => {
   if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
     event.preventDefault();
@@ -729,6 +1032,23 @@ $("message-text").addEventListener("keydown", (event) => {
   }
 });
 window.addEventListener("hashchange", openFromHash);
+// Chromium keeps a page left for another one in its back/forward cache with its sockets open: its user would stay
+// "online" in the chat, and frames would reach a page nobody sees. They are closed when the page is hidden so, and
+// open again when it is shown: the chat resumes after the last version applied, the lobby reads the list again.
+window.addEventListener("pagehide", (event) => {
+  if (!event.persisted) return; // a page that unloads closes its sockets anyway
+  state.lobby?.pause();
+  state.open?.stream?.pause();
+});
+window.addEventListener("pageshow", (event) => {
+  if (!event.persisted) return;
+  state.lobby?.resume();
+  if (state.open?.stream?.paused) {
+    setChatState("connecting", "connecting…");
+    clearTyping(state.open);
+    state.open.stream.resume();
+  }
+});
 
 if (state.token) showApp();
 else $("auth").hidden = false;

@@ -45,11 +45,13 @@ class FakeChatRepository(ChatRepository):
             raise ChatTitleTaken("taken")
         self.staged.chats[chat.id] = chat
 
+    # A copy, as a row read from the database is: a change reaches the store only through save(), so a
+    # handler that forgets to save is caught.
     def _get_for_update(self, chat_id: UUID) -> Chat | None:
-        return self.staged.chats.get(chat_id)
+        return copy.deepcopy(self.staged.chats.get(chat_id))
 
     def _get(self, chat_id: UUID) -> Chat | None:
-        return self.staged.chats.get(chat_id)
+        return copy.deepcopy(self.staged.chats.get(chat_id))
 
     def save(self, chat: Chat) -> None:
         self.staged.chats[chat.id] = chat
@@ -93,7 +95,8 @@ class FakeMembershipRepository(MembershipRepository):
         self.staged = staged
 
     def get(self, chat_id: UUID, user_id: int) -> Membership | None:
-        return self.staged.memberships.get((chat_id, user_id))
+        # a copy, as FakeChatRepository's: a moved read position is stored by save_read_position() only
+        return copy.deepcopy(self.staged.memberships.get((chat_id, user_id)))
 
     def get_for_update(self, chat_id: UUID, user_id: int) -> Membership | None:
         return self.get(chat_id, user_id)
@@ -118,9 +121,8 @@ class FakeUserDirectory(UserDirectory):
         self.staged = staged
 
     def by_username(self, username: str, active_only: bool = True) -> Participant | None:
-        return next(
-            (user for name, user in self.staged.users.items() if name.casefold() == username.casefold()), None
-        )
+        # In any case, as the database's iexact compares (lower() on both sides): "strasse" does not find "straße".
+        return next((user for name, user in self.staged.users.items() if name.lower() == username.lower()), None)
 
 
 class FakeUnitOfWork(UnitOfWork):

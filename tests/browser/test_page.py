@@ -590,10 +590,20 @@ def test_edits_deletions_typing_and_presence_reach_the_other_page_live_and_after
         ann.send(text)
         sent.append((len(sent) + 1, text, ""))
         ann.wait(lambda: ann.states() == sent, f"ann's message {len(sent)}")
+    # bob joins by posting: his member.joined on the chat's socket adds him to ann's open members panel.
+    ann.open_members()
+    ann.wait(lambda: ann.members() == [("ann", "owner")], "ann alone in the members panel")
+    member_reads = ann.requests_to(f"/api/chats/{chat_id}/members/?limit=200")
     bob.send("ok")
     sent.append((4, "ok", ""))
     for page in (ann, bob):
         page.wait(lambda: page.states() == sent, "the four messages on both pages", FIRST_EVENT_WAIT)
+    ann.wait(lambda: ann.members() == [("ann", "owner"), ("bob", "member")], "bob in ann's members panel, live")
+    assert ann.find("#member-count").text == "2"
+    assert ann.requests_to(f"/api/chats/{chat_id}/members/?limit=200") == member_reads
+    assert ann.driver.execute_script(
+        "return [...document.querySelectorAll('#member-list .member-item.online .name')].map(n => n.textContent)"
+    ) == ["ann", "bob"]
     # The author edits and deletes; the chat's owner deletes anyone's message; others do neither.
     assert [ann.actions(seq) for seq in (1, 4)] == [["edit", "delete"], ["delete"]]
     assert [bob.actions(seq) for seq in (1, 4)] == [[], ["edit", "delete"]]

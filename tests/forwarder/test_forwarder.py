@@ -13,6 +13,8 @@ from chats.pipeline.forwarder import RecentEventIds, groups_for
 from chats.pipeline.kafka_clients import create_producer
 from chats.pipeline.wire import (
     LOBBY_GROUP,
+    MESSAGE_TYPES,
+    VERSIONED_TYPES,
     InvalidEnvelope,
     chat_group,
     group_message,
@@ -23,15 +25,22 @@ from chats.runtime.embedded import free_port, start_redis
 from tests.helpers import wait_until
 
 
-def envelope(chat_id: str, seq: int, event_type: str = "message.created") -> dict:
-    payload = (
-        {"id": str(uuid.uuid4()), "chat_id": chat_id, "seq": seq, "text": f"m{seq}", "author": "ann",
-         "created_at": "2026-11-29T04:00:00Z"}
-        if event_type == "message.created"
-        else {"id": chat_id, "title": "Lunch", "owner": "ann", "created_at": "2026-11-29T04:00:00Z", "last_seq": 0}
-    )
+def envelope(chat_id: str, seq: int, event_type: str = "message.created", version: int | None = None) -> dict:
+    """An envelope as the relay publishes it. A message's `version` is its seq unless given (a chat whose only
+    changes are its owner's messages); chat.created carries version 0, chat.deleted the chat's last."""
+    if event_type in MESSAGE_TYPES:
+        deleted = event_type == "message.deleted"
+        payload = {"id": str(uuid.uuid4()), "chat_id": chat_id, "seq": seq, "text": "" if deleted else f"m{seq}",
+                   "author": "ann", "created_at": "2026-11-29T04:00:00Z",
+                   "edited_at": "2026-11-29T04:01:00Z" if event_type == "message.edited" else None,
+                   "deleted": deleted, "version": seq if version is None else version}
+        version = payload["version"]
+    else:
+        payload = {"id": chat_id, "title": "Lunch", "owner": "ann", "created_at": "2026-11-29T04:00:00Z",
+                   "last_seq": seq, "visibility": "public", "member_count": 1, "version": seq}
+        version = 0 if event_type == "chat.created" else seq
     return {"event_id": str(uuid.uuid4()), "event_type": event_type, "occurred_at": "2026-11-29T04:00:00Z",
-            "chat_id": chat_id, "payload": payload}
+            "chat_id": chat_id, "version": version, "payload": payload}
 
 
 def produce(values: list[tuple[str, bytes]]) -> None:
@@ -105,10 +114,13 @@ async def test_events_reach_the_chat_group_and_chat_events_the_lobby_too(kafka, 
     assert got == [group_message(e) for e in events]
     created, first, second, deleted = events
     assert [json.loads(m["frame"]) for m in got] == [  # the frames clients get (DESIGN.md), rendered once here
-        {"type": "chat.created", "event_id": created["event_id"], "chat_id": chat_id, "chat": created["payload"]},
-        {"type": "message.created", "event_id": first["event_id"], "chat_id": chat_id, "message": first["payload"]},
-        {"type": "message.created", "event_id": second["event_id"], "chat_id": chat_id, "message": second["payload"]},
-        {"type": "chat.deleted", "event_id": deleted["event_id"], "chat_id": chat_id},
+        {"type": "chat.created", "event_id": created["event_id"], "chat_id": chat_id, "version": 0,
+         "chat": created["payload"]},
+        {"type": "message.created", "event_id": first["event_id"], "chat_id": chat_id, "version": 1,
+         "message": first["payload"]},
+        {"type": "message.created", "event_id": second["event_id"], "chat_id": chat_id, "version": 2,
+         "message": second["payload"]},
+        {"type": "chat.deleted", "event_id": deleted["event_id"], "chat_id": chat_id, "version": 2},
     ]
     assert [m["seq"] for m in got] == [None, 1, 2, None]
     lobby = await receive(channel_layer, lobby_channel, 2)
@@ -127,19 +139,58 @@ async def test_private_events_reach_their_users_groups_and_not_the_lobby(kafka, 
                              addressed("chat.read", [2]))
     anns, bobs = await listen(channel_layer, user_group(1)), await listen(channel_layer, user_group(2))
     lobby = await listen(channel_layer, LOBBY_GROUP)
+    streams = await listen(channel_layer, *(chat_group(e["chat_id"]) for e in (created, joined, read)))
     produce([as_record(e) for e in (created, joined, read)])
     forwarder = await start_forwarder(worker, "--group", "forwarder-private")
 
     assert [m["event_id"] for m in await receive(channel_layer, anns, 1)] == [created["event_id"]]
-    got = await receive(channel_layer, bobs, 2)
+    # Three chats, so three keys: Kafka orders them by partition only.
+    got = sorted(await receive(channel_layer, bobs, 2), key=lambda m: m["event_type"], reverse=True)
     assert [json.loads(m["frame"]) for m in got] == [
-        {"type": "member.joined", "event_id": joined["event_id"], "chat_id": joined["chat_id"],
+        {"type": "member.joined", "event_id": joined["event_id"], "chat_id": joined["chat_id"], "version": 3,
          "member": joined["payload"]["member"], "chat": joined["payload"]["chat"]},
         {"type": "chat.read", "event_id": read["event_id"], "chat_id": read["chat_id"], "last_read_seq": 1,
          "unread": 0},
     ]
-    assert await received_nothing_more(channel_layer, lobby)
+    assert [(m["version"], m["user_ids"]) for m in got] == [(3, [2]), (None, None)]
+    # The chat's stream gets its creation and the membership (with the member's id, so that a stream of a
+    # private chat can close the sockets of a member who leaves), and never a read position.
+    on_streams = await receive(channel_layer, streams, 2)
+    assert sorted((m["event_type"], m["event_id"]) for m in on_streams) == sorted(
+        [("chat.created", created["event_id"]), ("member.joined", joined["event_id"])])
+    assert await received_nothing_more(channel_layer, streams)
+    assert await received_nothing_more(channel_layer, lobby, within=0.2)
     assert await received_nothing_more(channel_layer, anns, within=0.2)
+    assert forwarder.stop() == 0
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_edits_and_deletions_reach_their_chat_stream_only_with_their_version_and_the_message_after_them(
+    kafka, channel_layer, worker,
+):
+    chat_id = str(uuid.uuid4())
+    stream = await listen(channel_layer, chat_group(chat_id))
+    elsewhere = await listen(channel_layer, LOBBY_GROUP, user_group(1), chat_group(uuid.uuid4()))
+    events = [envelope(chat_id, 1), envelope(chat_id, 1, "message.edited", version=2),
+              envelope(chat_id, 2, version=3), envelope(chat_id, 1, "message.deleted", version=4)]
+    produce([as_record(e) for e in events])
+    forwarder = await start_forwarder(worker, "--group", "forwarder-edits")
+
+    got = await receive(channel_layer, stream, 4)
+    assert got == [group_message(e) for e in events]
+    assert [(m["event_type"], m["seq"], m["version"], m["user_ids"]) for m in got] == [
+        ("message.created", 1, 1, None), ("message.edited", 1, 2, None), ("message.created", 2, 3, None),
+        ("message.deleted", 1, 4, None)]
+    frames = [json.loads(m["frame"]) for m in got]
+    assert frames == [
+        {"type": e["event_type"], "event_id": e["event_id"], "chat_id": chat_id, "version": e["version"],
+         "message": e["payload"]} for e in events]
+    assert [(f["message"]["text"], f["message"]["deleted"]) for f in frames] == [
+        ("m1", False), ("m1", False), ("m2", False), ("", True)]
+    assert await received_nothing_more(channel_layer, elsewhere)
+    await asyncio.to_thread(wait_until, lambda: committed("forwarder-edits") == 4, 20,
+                            message="the offsets to be committed after the send")
     assert forwarder.stop() == 0
 
 
@@ -258,6 +309,8 @@ def addressed(event_type: str, user_ids, visibility: str = "public") -> dict:
     }[event_type]
     value = {"event_id": str(uuid.uuid4()), "event_type": event_type, "occurred_at": "2026-11-29T04:00:00Z",
              "chat_id": chat_id, "payload": payload}
+    if event_type in VERSIONED_TYPES:
+        value["version"] = 3
     if user_ids is not None:
         value["user_ids"] = user_ids
     return value
@@ -270,8 +323,11 @@ def addressed(event_type: str, user_ids, visibility: str = "public") -> dict:
         ("chat.deleted", "public", None, ["chat.{chat}", LOBBY_GROUP]),
         ("chat.created", "private", [1], ["chat.{chat}", "user.1"]),
         ("chat.deleted", "private", [1, 2, 3], ["chat.{chat}", "user.1", "user.2", "user.3"]),
-        ("member.joined", "private", [2], ["user.2"]),
-        ("member.left", "public", [2], ["user.2"]),
+        # A membership is a change of the chat (its stream shows who joined and left) and the member's own news.
+        ("member.joined", "private", [2], ["chat.{chat}", "user.2"]),
+        ("member.joined", "public", [2], ["chat.{chat}", "user.2"]),
+        ("member.left", "public", [2], ["chat.{chat}", "user.2"]),
+        ("member.left", "private", [2], ["chat.{chat}", "user.2"]),
         ("chat.read", "public", [2], ["user.2"]),
     ],
 )
@@ -281,9 +337,43 @@ def test_events_are_routed_by_the_envelope_alone(event_type, visibility, user_id
     assert user_group(7) == "user.7"
 
 
-def test_a_message_goes_to_its_chat_stream_only():
-    value = envelope(str(uuid.uuid4()), 1)
+@pytest.mark.parametrize("event_type", ["message.created", "message.edited", "message.deleted"])
+def test_a_message_its_edit_and_its_deletion_go_to_its_chat_stream_only(event_type):
+    value = parse_envelope(json.dumps(envelope(str(uuid.uuid4()), 1, event_type, version=5)).encode())
     assert groups_for(value) == [chat_group(value["chat_id"])]
+    assert group_message(value)["version"] == 5
+
+
+def versioned(event_type: str) -> dict:
+    if event_type in MESSAGE_TYPES:
+        return envelope(str(uuid.uuid4()), 1, event_type, version=2)
+    return addressed(event_type, [2])
+
+
+@pytest.mark.parametrize("event_type", sorted(VERSIONED_TYPES))
+@pytest.mark.parametrize("version", ["missing", None, 0, -1, "3", 2.0, 1.5, True, [3]])
+def test_parse_envelope_refuses_a_change_of_content_without_a_positive_integer_version(event_type, version):
+    value = versioned(event_type)
+    if version == "missing":
+        del value["version"]
+    else:
+        value["version"] = version
+    with pytest.raises(InvalidEnvelope, match=f"{event_type} needs a positive integer version"):
+        parse_envelope(json.dumps(value).encode())
+
+
+@pytest.mark.parametrize("event_type", sorted(VERSIONED_TYPES))
+def test_parse_envelope_takes_a_change_of_content_with_a_positive_integer_version(event_type):
+    value = versioned(event_type)
+    value["version"] = 2**40  # a chat's version is a bigint: no upper bound on the wire
+    assert parse_envelope(json.dumps(value).encode())["version"] == 2**40
+
+
+@pytest.mark.parametrize("event_type", ["chat.created", "chat.deleted", "chat.read"])
+def test_events_that_change_no_content_need_no_version(event_type):
+    value = addressed(event_type, [1], "private" if event_type != "chat.read" else "public")
+    value.pop("version", None)
+    assert "version" not in parse_envelope(json.dumps(value).encode())
 
 
 @pytest.mark.parametrize(

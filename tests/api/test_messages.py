@@ -56,7 +56,9 @@ def test_posting_returns_the_message_with_a_stripped_text(client, chat, messages
     assert datetime.fromisoformat(message["created_at"]).utcoffset() == timedelta(0)
     assert (message["edited_at"], message["deleted"], message["version"]) == (None, False, 1)
     row = Message.objects.get(pk=message["id"])
-    assert (row.text, row.edited_at, row.deleted, row.version, row.created_version) == ("hello there", None, False, 1, 1)
+    assert (row.text, row.edited_at, row.deleted, row.version, row.created_version) == (
+        "hello there", None, False, 1, 1
+    )
 
 
 def test_seqs_count_1_2_3_across_authors_and_the_chat_keeps_the_last(client, bob_client, chat, messages_url):

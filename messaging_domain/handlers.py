@@ -79,7 +79,9 @@ def create_message(command: CreateMessageCommand, uow: UnitOfWork) -> PostedMess
         if command.idempotency_key is not None:
             earlier = uow.messages.get_by_idempotency_key(command.author, command.idempotency_key)
             if earlier is not None:
-                if earlier.chat_id != chat.id or earlier.text != text:
+                # Once edited or deleted, the text it was posted with is gone: the chat is what can be checked.
+                changed_since = earlier.version != earlier.created_version
+                if earlier.chat_id != chat.id or (earlier.text != text and not changed_since):
                     raise IdempotencyKeyReused(
                         "This Idempotency-Key was already used for a different message."
                     )

@@ -1,4 +1,5 @@
-"""Per-user socket counts belong to live web processes: a process that dies takes its sockets with it.
+"""Per-user socket counts and chats' presence belong to live web processes: a process that dies takes its
+sockets with it, out of its users' counts and out of the presence of its chats.
 
 The processes here are real (`manage.py serve`, killed with SIGKILL or stopped with SIGTERM), and so is
 Redis. A SIGKILLed process's lease is shortened to 2 s so that its expiry is seen in a test; a stopped
@@ -6,6 +7,7 @@ one's is made longer than the test, so only its release at exit can free the soc
 """
 
 import asyncio
+import json
 import signal
 
 import pytest
@@ -13,7 +15,10 @@ import websockets
 from rest_framework.authtoken.models import Token
 from websockets.exceptions import ConnectionClosed
 
+from chats.adapters import participant_of
+from chats.bootstrap import mediator
 from chats.live.socket_slots import LEASE_PREFIX, ProcessLease, SocketSlots
+from messaging_domain.commands import CreateChatCommand
 from chats.runtime.embedded import free_port, start_redis
 from tests.helpers import serving
 
@@ -72,6 +77,35 @@ async def test_the_sockets_of_a_web_process_that_dies_leave_the_users_count(stop
     await asyncio.to_thread(first.process.wait, 20)
     await asyncio.to_thread(serving, worker, second_port, **CAP)
     await open_socket_when_admitted(second_port, token, within=15)
+
+
+async def next_frame(ws, within: float = 5) -> dict:
+    return json.loads(await asyncio.wait_for(ws.recv(), within))
+
+
+async def test_the_users_of_a_killed_web_process_leave_the_chats_presence_once(ann, token, make_user, channel_layer, worker):
+    chat = await asyncio.to_thread(
+        mediator.handle_command, CreateChatCommand(title="Lunch", owner=participant_of(ann)))
+    bob_token = (await asyncio.to_thread(Token.objects.create, user=await asyncio.to_thread(make_user, "bob"))).key
+    doomed_port, live_port = free_port(), free_port()
+    quick = {"CHAT_WS_PRESENCE_SWEEP_SECONDS": "0.5"}
+    doomed = await asyncio.to_thread(serving, worker, doomed_port, CHAT_WS_SOCKET_LEASE_SECONDS="2", **quick)
+    await asyncio.to_thread(serving, worker, live_port, **quick)
+
+    observer = await websockets.connect(f"ws://127.0.0.1:{live_port}/ws/chats/{chat.id}/?token={token}", proxy=None)
+    assert (await next_frame(observer))["online"] == ["ann"]
+    bobs = await websockets.connect(f"ws://127.0.0.1:{doomed_port}/ws/chats/{chat.id}/?token={bob_token}", proxy=None)
+    assert (await next_frame(bobs))["online"] == ["ann", "bob"]
+    assert await next_frame(observer) == {"type": "presence.joined", "chat_id": str(chat.id), "username": "bob"}
+
+    doomed.process.send_signal(signal.SIGKILL)
+    await asyncio.to_thread(doomed.process.wait, 20)
+
+    # within its lease (2 s) and a sweep (0.5 s) of the live process
+    assert await next_frame(observer, 10) == {"type": "presence.left", "chat_id": str(chat.id), "username": "bob"}
+    with pytest.raises(asyncio.TimeoutError):
+        await next_frame(observer, 2)  # once
+    await observer.close()
 
 
 async def test_counting_drops_the_sockets_of_a_process_whose_lease_is_gone(ann, channel_layer, settings):

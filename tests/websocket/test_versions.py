@@ -307,7 +307,8 @@ async def test_after_version_and_after_seq_together_are_closed_with_4400_invalid
     assert await SocketSlots().count(ann.pk) == 0
 
 
-@pytest.mark.parametrize("after_version", ["-1", "abc", "1.5", "1e3", "99999999999999", "123456789012", "²", "١٢", "+1", " 1"])
+@pytest.mark.parametrize(
+    "after_version", ["-1", "abc", "1.5", "1e3", "99999999999999", "123456789012", "²", "١٢", "+1", "%201"])
 async def test_an_after_version_that_is_not_ascii_digits_is_closed_with_4400_and_its_slot_given_back(
     after_version, ann, token, chat, channel_layer
 ):
@@ -315,6 +316,14 @@ async def test_an_after_version_that_is_not_ascii_digits_is_closed_with_4400_and
     await assert_closed_with(communicator, 4400, "invalid_after_version")
     await communicator.wait()
     assert await SocketSlots().count(ann.pk) == 0
+
+
+async def test_an_empty_after_version_is_closed_with_4400_rather_than_taken_for_none(ann, token, chat, channel_layer):
+    """`?after_version=` is not a whole number: a client that meant to resume (and built an empty value) must learn
+    so, not get a live-only stream that silently skips what it missed."""
+    await commit(post(chat, ann, "missed"))
+    communicator = await connect(f"/ws/chats/{chat.id}/?token={token}&after_version=")
+    await assert_closed_with(communicator, 4400, "invalid_after_version")
 
 
 # --- live frames ---------------------------------------------------------------------------------------

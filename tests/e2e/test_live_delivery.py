@@ -7,6 +7,7 @@ often posted through one process and delivered by the other, as with one web pro
 """
 
 import asyncio
+import contextlib
 import json
 import uuid
 from dataclasses import dataclass
@@ -75,6 +76,25 @@ async def receive_frames(ws, count: int, timeout: float = RECV_TIMEOUT) -> list[
     return [json.loads(await asyncio.wait_for(ws.recv(), timeout)) for _ in range(count)]
 
 
+async def open_stream(stack: Stack, chat_id: str, token: str, online: list[str] | None = None, **query: Any):
+    """A chat stream, past its first frame: `presence` with who is on the chat (`online`, when given)."""
+    ws = await stack.ws(f"/ws/chats/{chat_id}/", token=token, **query)
+    [presence] = await receive_frames(ws, 1)
+    assert (presence["type"], presence["chat_id"]) == ("presence", chat_id), presence
+    if online is not None:
+        assert presence["online"] == online, presence
+    return ws
+
+
+@contextlib.asynccontextmanager
+async def chat_stream(stack: Stack, chat_id: str, token: str, online: list[str] | None = None, **query: Any):
+    ws = await open_stream(stack, chat_id, token, online, **query)
+    try:
+        yield ws
+    finally:
+        await ws.close()
+
+
 async def frames_until_closed(ws) -> tuple[list[dict], int | None]:
     """Every frame until the server closes the connection, and the close code it sent."""
     frames = []
@@ -86,9 +106,11 @@ async def frames_until_closed(ws) -> tuple[list[dict], int | None]:
 
 
 def assert_messages(frames: list[dict], seqs: range, *, live: bool) -> None:
-    """message.created frames for exactly `seqs`, in order; live ones carry their event id, replayed ones null."""
+    """message.created frames for exactly `seqs`, in order; live ones carry their event id, replayed ones null.
+    The chat's only changes are its owner's messages, so each one's version is its seq."""
     assert [frame["type"] for frame in frames] == ["message.created"] * len(seqs)
     assert [frame["message"]["seq"] for frame in frames] == list(seqs)
+    assert [(frame["version"], frame["message"]["version"]) for frame in frames] == [(seq, seq) for seq in seqs]
     assert [frame["message"]["text"] for frame in frames] == [text_of(seq) for seq in seqs]
     assert [frame["event_id"] is not None for frame in frames] == [live] * len(seqs)
 
@@ -113,8 +135,8 @@ def test_three_clients_see_every_message_once_in_order_and_a_reconnect_resumes_w
             assert (created["type"], created["chat_id"], created["chat"]["title"]) == ("chat.created", chat_id, "Lunch")
             assert created["event_id"] is not None
 
-            path = f"/ws/chats/{chat_id}/"
-            one, two, three = [await stack.ws(path, token=token) for _ in range(3)]
+            # One user's sockets: each is told ann is here; none hears of ann's own arrival (presence.joined).
+            one, two, three = [await open_stream(stack, chat_id, token, ["ann"]) for _ in range(3)]
             for frames in await post_and_receive(range(1, 51), [one, two, three]):
                 assert_messages(frames, range(1, 51), live=True)
 
@@ -122,7 +144,7 @@ def test_three_clients_see_every_message_once_in_order_and_a_reconnect_resumes_w
             for frames in await post_and_receive(range(51, 61), [one, two]):
                 assert_messages(frames, range(51, 61), live=True)
 
-            three = await stack.ws(path, token=token, after_seq=50)
+            three = await open_stream(stack, chat_id, token, ["ann"], after_seq=50)
             assert_messages(await receive_frames(three, 10), range(51, 61), live=False)
             for frames in await post_and_receive(range(61, 66), [one, two, three]):
                 assert_messages(frames, range(61, 66), live=True)
@@ -133,6 +155,7 @@ def test_three_clients_see_every_message_once_in_order_and_a_reconnect_resumes_w
             for ws in (one, two, three):
                 frames, code = await frames_until_closed(ws)
                 assert [(frame["type"], frame["chat_id"]) for frame in frames] == [("chat.deleted", chat_id)]
+                assert frames[0]["version"] == 65  # the chat's last
                 assert code == 4410
             [deleted] = await receive_frames(lobby, 1)
             assert (deleted["type"], deleted["chat_id"]) == ("chat.deleted", chat_id)

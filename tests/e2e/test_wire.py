@@ -20,6 +20,7 @@ from tests.e2e.test_live_delivery import (
     FIRST_EVENT_TIMEOUT,
     RECV_TIMEOUT,
     Stack,
+    chat_stream,
     frames_until_closed,
     receive_frames,
 )
@@ -71,8 +72,7 @@ def test_4096_character_messages_in_cyrillic_emoji_and_ascii_reach_every_subscri
             status, chat = await asyncio.to_thread(stack.call, "POST", "/api/chats/", {"title": "Long"}, token)
             assert status == 201, chat
             await receive_frames(lobby, 1, timeout=FIRST_EVENT_TIMEOUT)  # the forwarder is live
-        path = f"/ws/chats/{chat['id']}/"
-        async with stack.ws(path, token=token) as one, stack.ws(path, token=token) as two:
+        async with chat_stream(stack, chat["id"], token) as one, chat_stream(stack, chat["id"], token) as two:
             for seq, text in enumerate(LONG_TEXTS.values(), start=1):
                 status, posted = await asyncio.to_thread(
                     stack.call, "POST", f"/api/chats/{chat['id']}/messages/", {"text": text}, token
@@ -83,11 +83,14 @@ def test_4096_character_messages_in_cyrillic_emoji_and_ascii_reach_every_subscri
                 assert [json.loads(frame)["message"]["text"] for frame in live] == list(LONG_TEXTS.values())
                 # Non-ASCII travels as UTF-8, not as \u escapes: the frame holds the text as it is.
                 assert all(text in frame for frame, text in zip(live, LONG_TEXTS.values()))
-        async with stack.ws(path, token=token, after_seq=0) as resumed:
-            replayed = [json.loads(frame) for frame in [await asyncio.wait_for(resumed.recv(), RECV_TIMEOUT)
-                                                         for _ in LONG_TEXTS]]
-            assert [(frame["event_id"], frame["message"]["seq"]) for frame in replayed] == [(None, 1), (None, 2), (None, 3)]
-            assert [frame["message"]["text"] for frame in replayed] == list(LONG_TEXTS.values())
+        for query in ({"after_seq": 0}, {"after_version": 0}):
+            async with chat_stream(stack, chat["id"], token, **query) as resumed:
+                raw = [await asyncio.wait_for(resumed.recv(), RECV_TIMEOUT) for _ in LONG_TEXTS]
+                replayed = [json.loads(frame) for frame in raw]
+                assert [(frame["type"], frame["event_id"], frame["message"]["seq"], frame["version"])
+                        for frame in replayed] == [("message.created", None, seq, seq) for seq in (1, 2, 3)]
+                assert [frame["message"]["text"] for frame in replayed] == list(LONG_TEXTS.values())
+                assert all(text in frame for frame, text in zip(raw, LONG_TEXTS.values()))
 
     asyncio.run(scenario())
 

@@ -91,6 +91,8 @@ def test_with_json_logs_one_message_is_followed_by_its_ids_from_its_post_through
 
     async def scenario() -> dict:
         async with websockets.connect(f"ws://127.0.0.1:{port}/ws/chats/{chat['id']}/?token={token}", proxy=None) as ws:
+            presence = json.loads(await asyncio.wait_for(ws.recv(), FIRST_EVENT_TIMEOUT))  # a chat stream's first
+            assert (presence["type"], presence["online"]) == ("presence", ["ann"])
             status, message, answered_id = await asyncio.to_thread(
                 post_with_request_id, f"{base}/api/chats/{chat['id']}/messages/", {"text": "hi"}, token, request_id
             )

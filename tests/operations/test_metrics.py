@@ -78,6 +78,8 @@ def test_a_web_process_reports_the_backlog_its_sockets_frames_and_the_commit_to_
 
     async def receive_one_message() -> tuple[dict, object]:
         ws = await websockets.connect(f"ws://127.0.0.1:{port}/ws/chats/{chat['id']}/?token={token}", proxy=None)
+        presence = json.loads(await asyncio.wait_for(ws.recv(), 10))  # a chat stream's first frame
+        assert (presence["type"], presence["online"]) == ("presence", ["ann"])
         status, message = await asyncio.to_thread(
             http_json, base, "POST", f"/api/chats/{chat['id']}/messages/", {"text": "hi"}, token
         )
@@ -167,6 +169,8 @@ def test_web_processes_sharing_a_port_can_each_be_scraped_on_a_metrics_port_of_t
         sockets = [await websockets.connect(f"ws://127.0.0.1:{port}/ws/chats/{chat['id']}/?token={token}",
                                             proxy=None) for _ in range(6)]
         for ws in sockets:  # each socket answers once it is accepted, and counted
+            presence = json.loads(await asyncio.wait_for(ws.recv(), 10))  # a chat stream's first frame
+            assert (presence["type"], presence["online"]) == ("presence", ["ann"])
             await ws.send('{"type": "ping"}')
             assert json.loads(await asyncio.wait_for(ws.recv(), 10)) == {"type": "pong"}
         scrapes = [await asyncio.to_thread(scrape, f"http://127.0.0.1:{p}/metrics") for p in metrics_ports]

@@ -10,6 +10,7 @@ from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
 from rest_framework.test import APIClient
 
+from chats.api import throttling
 from chats.api.throttling import WriteRateThrottle
 from tests.api.support import assert_error, database_state
 
@@ -407,6 +408,9 @@ def test_an_unknown_url_under_api_is_a_json_404_with_debug_off(
 def three_writes_a_minute(monkeypatch):
     # DRF copies the rates onto the throttle class when it is defined, so the settings fixture cannot reach them.
     monkeypatch.setattr(WriteRateThrottle, "THROTTLE_RATES", {"writes": "3/minute"})
+    # The windows are fixed: a test that crossed the end of one would get a fresh budget halfway (it did, on a
+    # loaded machine). A frozen clock keeps every request of a test in one window.
+    monkeypatch.setattr(throttling, "clock", lambda: 1_800_000_000.0)
 
 
 def test_the_fourth_write_in_a_minute_is_throttled(three_writes_a_minute, client):

@@ -540,6 +540,38 @@ def test_a_refused_edit_does_not_spend_its_key(mediator, database, ann, bob, lun
     assert change.changed is True and change.message.shown_text == "mine"
 
 
+@pytest.mark.parametrize("change", ["edited", "deleted"])
+def test_a_repeated_post_after_its_message_changed_answers_the_message_as_it_is_now(
+    mediator, database, published, ann, lunch, change
+):
+    posted = post(mediator, lunch, ann, "keyed", key="post-1").message
+    if change == "edited":
+        edit(mediator, lunch, posted.seq, "keyed, edited", ann)
+    else:
+        delete(mediator, lunch, posted.seq, ann)
+    snapshot = Snapshot(database, published)
+
+    again = post(mediator, lunch, ann, "keyed", key="post-1")
+
+    assert again.created is False
+    assert again.message == stored(database, lunch, posted.seq)
+    assert snapshot.unchanged()
+
+
+def test_a_repeated_posts_key_in_another_chat_is_reused_even_after_its_message_changed(
+    mediator, database, published, ann, lunch
+):
+    posted = post(mediator, lunch, ann, "keyed", key="post-1").message
+    edit(mediator, lunch, posted.seq, "keyed, edited", ann)
+    dinner = create(mediator, ann, title="Dinner")
+    snapshot = Snapshot(database, published)
+
+    with pytest.raises(IdempotencyKeyReused):
+        post(mediator, dinner, ann, "keyed", key="post-1")
+
+    assert snapshot.unchanged()
+
+
 def test_a_keyed_edit_of_a_message_one_may_no_longer_see_is_chat_not_found(mediator, database, published, ann, bob):
     chat = create(mediator, ann, "private")
     add(mediator, chat, "bob", ann)

@@ -440,7 +440,8 @@ function renderMessage(open, li, message) {
   const mine = message.author === state.username;
   const mayDelete = mine || open.chat.owner === state.username || open.chat.membership?.role === "owner";
   const edited = Boolean(message.edited_at) && !message.deleted;
-  li.className = ["message", mine && "mine", message.deleted && "deleted", edited && "edited"].filter(Boolean).join(" ");
+  const busy = message.deleted ? [] : ["editing", "saving"].filter((name) => li.classList.contains(name));
+  li.className = ["message", mine && "mine", message.deleted && "deleted", edited && "edited", ...busy].filter(Boolean).join(" ");
   li.dataset.version = message.version ?? 0;
   const meta = el("div", { className: "meta" },
     el("strong", { className: "author", textContent: message.author }), " ",

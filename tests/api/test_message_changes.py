@@ -738,3 +738,24 @@ def test_an_edit_racing_a_post_and_a_join_keeps_versions_consecutive(client, ann
     assert posted["seq"] == 2
     assert chat_versions(chat) == [1, 2, 3, 4]  # one edit, bob's join and his message, in some order
     assert {edited.json()["version"], posted["version"]} <= {2, 3, 4}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_one_key_on_edits_in_two_chats_at_once_is_one_200_and_one_409(client, ann, make_client, race):
+    """The chat lock does not cover two chats: the key's unique index decides, and the loser is a clean 409."""
+    lunch, dinner = create_chat(client, "Lunch"), create_chat(client, "Dinner")
+    post(client, lunch, "hi")
+    post(client, dinner, "hi")
+    one, two = own_client(make_client, ann), own_client(make_client, ann)
+    before = database_state()
+    race()
+
+    responses = at_once(lambda: patch(one, lunch, 1, "edited", key="edit-1"),
+                        lambda: patch(two, dinner, 1, "edited", key="edit-1"))
+
+    assert sorted(getattr(r, "status_code", r) for r in responses) == [200, 409], responses
+    assert_error(next(r for r in responses if r.status_code == 409), 409, "idempotency_key_reused")
+    [winner] = [r.json() for r in responses if r.status_code == 200]
+    assert summary(new_events(before)) == [("message.edited", 2)]
+    loser = dinner if winner["chat_id"] == lunch["id"] else lunch
+    assert history(client, loser)[0]["text"] == "hi" and chat_of(client, loser)["version"] == 1

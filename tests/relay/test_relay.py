@@ -16,7 +16,15 @@ from chats.adapters import participant_of
 from chats.bootstrap import mediator
 from chats.pipeline.relay import prune_published
 from chats.runtime.embedded import free_port, start_kafka
-from messaging_domain.commands import CreateChatCommand, CreateMessageCommand
+from messaging_domain.commands import (
+    AddMemberCommand,
+    CreateChatCommand,
+    CreateMessageCommand,
+    DeleteMessageCommand,
+    EditMessageCommand,
+    RemoveMemberCommand,
+)
+from messaging_domain.exceptions import MessageDeleted
 from tests.helpers import envelopes_of, read_topic, wait_until
 
 ON_POSTGRESQL = django_settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
@@ -104,6 +112,90 @@ def test_concurrent_writers_on_several_chats_keep_per_chat_order_on_the_topic(ka
     assert len({e["event_id"] for e in envelopes}) == total
     assert_per_chat_order(envelopes)
     assert "relay_outbox stopped" in relay.output()
+
+
+def change_one_chat(writer, chat_id, n: int, rounds: int) -> int:
+    """One writer's share of changes to a shared chat: it joins, then posts, edits and deletes its own
+    messages and, now and then, another writer's latest (refused: only the author edits) and leaves and joins
+    again; returns the number of changes it made (each raises the chat's version by one)."""
+    author = participant_of(writer)
+    changes = 0
+    mediator.handle_command(AddMemberCommand(chat_id=chat_id, username=writer.username, requested_by=author))
+    changes += 1
+    for r in range(rounds):
+        posted = mediator.handle_command(CreateMessageCommand(chat_id=chat_id, text=f"w{n} r{r}", author=author))
+        seq = posted.message.seq
+        mediator.handle_command(EditMessageCommand(chat_id=chat_id, seq=seq, text=f"w{n} r{r} ж😀", editor=author))
+        changes += 2
+        if r % 3 == 0:
+            mediator.handle_command(DeleteMessageCommand(chat_id=chat_id, seq=seq, requested_by=author))
+            changes += 1
+            try:
+                mediator.handle_command(EditMessageCommand(chat_id=chat_id, seq=seq, text="late", editor=author))
+            except MessageDeleted:
+                pass  # no change, no event
+            else:
+                raise AssertionError("a deleted message was edited")
+        if r % 7 == 6:
+            mediator.handle_command(RemoveMemberCommand(chat_id=chat_id, username=writer.username, requested_by=author))
+            mediator.handle_command(AddMemberCommand(chat_id=chat_id, username=writer.username, requested_by=author))
+            changes += 2
+    return changes
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_edits_deletions_and_memberships_of_one_chat_reach_the_topic_with_consecutive_versions(
+    kafka, make_user, worker,
+):
+    owner = make_user("owner")
+    chat = mediator.handle_command(CreateChatCommand(title="Busy", owner=participant_of(owner)))
+    relay = worker("relay_outbox", "--batch-size", "20", "--poll-interval", "0.05")
+    writers = [make_user(f"writer{n}") for n in range(4)]
+    made, errors = [], []
+
+    def write(writer, n):
+        try:
+            made.append(change_one_chat(writer, chat.id, n, rounds=15))
+        except Exception as error:  # collected and asserted on below
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=write, args=(writer, n)) for n, writer in enumerate(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    total = 1 + sum(made)  # chat.created, then one event per change
+    # ... and read positions (a post passing others' unread messages moves the author's): no version
+    reads = models.OutboxEvent.objects.filter(event_type="chat.read").count()
+
+    wait_until(lambda: pending_count() == 0, message="the relay to drain the outbox")
+    assert relay.stop() == 0
+    records = read_topic(django_settings.KAFKA_BOOTSTRAP_SERVERS, kafka, at_least=total + reads)
+    assert len(records) == total + reads
+    assert {record.partition for record in records} == {records[0].partition}  # one key: one partition
+    everything = envelopes_of(sorted(records, key=lambda r: r.offset))
+    assert all("version" not in e for e in everything if e["event_type"] == "chat.read")
+    envelopes = [e for e in everything if e["event_type"] != "chat.read"]
+    assert len(envelopes) == total
+    # The chat's version: chat.created at 0, then every change one more, in the topic's order.
+    assert [(e["event_type"], e["version"]) for e in envelopes[:1]] == [("chat.created", 0)]
+    assert [e["version"] for e in envelopes[1:]] == list(range(1, total))
+    for e in envelopes[1:]:
+        if e["event_type"].startswith("message."):
+            assert e["payload"]["version"] == e["version"], e
+            assert e["payload"]["deleted"] == (e["event_type"] == "message.deleted")
+            assert (e["payload"]["text"] == "") == (e["event_type"] == "message.deleted")
+            # every message here is edited once before any deletion, which keeps its edited_at
+            assert (e["payload"]["edited_at"] is None) == (e["event_type"] == "message.created")
+        else:
+            assert e["event_type"] in ("member.joined", "member.left") and e["user_ids"], e
+    counts = Counter(e["event_type"] for e in envelopes)
+    assert counts == {"chat.created": 1, "member.joined": 4 + 4 * 2, "member.left": 4 * 2,
+                      "message.created": 60, "message.edited": 60, "message.deleted": 4 * 5}
+    assert models.Chat.objects.get(pk=chat.id).version == total - 1
 
 
 @pytest.mark.django_db(transaction=True)

@@ -326,7 +326,7 @@ class ChatStreamConsumer(EventStreamConsumer):
         except ValueError:
             await self.reject(CLOSE_NOT_FOUND, ChatNotFound.code, ChatNotFound.message_without_id)
             return
-        query = parse_qs(self.scope.get("query_string", b"").decode())
+        query = parse_qs(self.scope.get("query_string", b"").decode(), keep_blank_values=True)  # "=" is no number
         after_seq, after_version = query.get("after_seq", [None])[0], query.get("after_version", [None])[0]
         if after_seq is not None and after_version is not None:
             await self.reject(CLOSE_BAD_REQUEST, "invalid_request", "Give after_seq or after_version, not both.")

@@ -55,6 +55,9 @@ end
 
 ENTER = PRUNE + """
 local online, gone = prune(KEYS[1], ARGV[3])
+for i = #gone, 1, -1 do
+  if gone[i] == ARGV[2] then table.remove(gone, i) end  -- back already: entering now
+end
 local first = online[ARGV[2]] == nil
 redis.call('HINCRBY', KEYS[1], ARGV[1] .. '|' .. ARGV[2], 1)
 redis.call('EXPIRE', KEYS[1], ARGV[4])
@@ -74,7 +77,19 @@ return {last and 1 or 0, gone}
 
 SWEEP = PRUNE + """
 local online, gone = prune(KEYS[1], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2])  -- a chat with open sockets keeps its presence, however long
 return gone
+"""
+
+# Which of these users have no socket to the chat in a live process, just before their `presence.left` goes
+# out: one who came back since the prune that found them gone has announced `presence.joined` by now.
+STILL_GONE = PRUNE + """
+local online, gone = prune(KEYS[1], ARGV[1])
+local still = {}
+for i = 2, #ARGV do
+  if not online[ARGV[i]] then table.insert(still, ARGV[i]) end
+end
+return still
 """
 
 
@@ -107,7 +122,7 @@ class Presence:
             ENTER, 1, self.key(chat_id), self.slots.lease.process_id, username, LEASE_PREFIX, EXPIRES
         )
         self._serve(chat_id, +1)
-        await announce_left(chat_id, _names(gone))
+        await self.announce_left(chat_id, _names(gone))
         return bool(first), _names(online)
 
     async def leave(self, chat_id: uuid.UUID, username: str) -> bool:
@@ -116,8 +131,16 @@ class Presence:
         last, gone = await self.slots.redis().eval(
             LEAVE, 1, self.key(chat_id), self.slots.lease.process_id, username, LEASE_PREFIX
         )
-        await announce_left(chat_id, _names(gone))
+        await self.announce_left(chat_id, _names(gone))
         return bool(last)
+
+    async def announce_left(self, chat_id: uuid.UUID, usernames: list[str]) -> None:
+        """`presence.left` for the users a prune found gone with a dead process, unless they are back."""
+        if not usernames:
+            return
+        still = await self.slots.redis().eval(STILL_GONE, 1, self.key(chat_id), LEASE_PREFIX, *usernames)
+        for username in _names(still):
+            await announce(chat_id, username, "presence.left")
 
     def _serve(self, chat_id: uuid.UUID, change: int) -> None:
         """Count this process's sockets per chat; sweep those chats while there are any (one task per loop)."""
@@ -133,8 +156,8 @@ class Presence:
             await asyncio.sleep(settings.CHAT_WS_PRESENCE_SWEEP_SECONDS)
             for chat_id in list(served.sockets):
                 try:
-                    gone = await self.slots.redis().eval(SWEEP, 1, self.key(chat_id), LEASE_PREFIX)
-                    await announce_left(chat_id, _names(gone))
+                    gone = await self.slots.redis().eval(SWEEP, 1, self.key(chat_id), LEASE_PREFIX, EXPIRES)
+                    await self.announce_left(chat_id, _names(gone))
                 except (RedisError, OSError) as error:
                     logger.warning("presence sweep of chat %s failed: %s", chat_id, error)
 
@@ -146,6 +169,4 @@ async def announce(chat_id: uuid.UUID, username: str, frame_type: str) -> None:
     )
 
 
-async def announce_left(chat_id: uuid.UUID, usernames: list[str]) -> None:
-    for username in usernames:
-        await announce(chat_id, username, "presence.left")
+

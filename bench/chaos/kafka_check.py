@@ -1,4 +1,5 @@
-"""The topic read from the start at the end of the run: repeated event ids, missing events, order per chat."""
+"""The topic read from the start at the end of the run: repeated event ids, missing events, order per chat
+(messages by seq, every change by the chat's version)."""
 
 from __future__ import annotations
 
@@ -31,7 +32,8 @@ def read_topic(servers: str, topic: str) -> list[dict]:
                     payload = envelope.get("payload") or {}
                     records.append({"partition": tp.partition, "offset": record.offset,
                                     "event_id": envelope["event_id"], "event_type": envelope["event_type"],
-                                    "chat_id": envelope["chat_id"], "seq": payload.get("seq")})
+                                    "chat_id": envelope["chat_id"], "seq": payload.get("seq"),
+                                    "version": envelope.get("version")})
                 last = time.monotonic()
         records.sort(key=lambda r: (r["partition"], r["offset"]))
         return records
@@ -39,29 +41,47 @@ def read_topic(servers: str, topic: str) -> list[dict]:
         consumer.close()
 
 
-def check(records: list[dict], chat_ids: list[str], truth_seqs: dict[str, set[int]]) -> dict:
-    """For the scenario's chats: copies beyond the first of an event id, committed messages with no event in
-    the topic, and seqs whose first copy comes after a higher seq of the same chat."""
+VERSIONED = {"message.created", "message.edited", "message.deleted", "member.joined", "member.left"}
+
+
+def check(records: list[dict], chat_ids: list[str], truth: dict[str, dict]) -> dict:
+    """For the scenario's chats: copies beyond the first of an event id; committed messages with no event in
+    the topic, and versions 1..the chat's version with no change in it (every change has its event); seqs and
+    versions whose first copy comes after a higher one of the same chat."""
     chats = set(chat_ids)
     mine = [r for r in records if r["chat_id"] in chats]
     copies = Counter(r["event_id"] for r in mine)
     seen_seqs: dict[str, set[int]] = defaultdict(set)
+    seen_versions: dict[str, set[int]] = defaultdict(set)
     highest: dict[str, int] = defaultdict(int)
-    order = 0
+    highest_version: dict[str, int] = defaultdict(int)
+    order = version_order = 0
     partitions_per_chat: dict[str, set[int]] = defaultdict(set)
     for r in mine:
-        partitions_per_chat[r["chat_id"]].add(r["partition"])
-        if r["event_type"] != "message.created" or r["seq"] in seen_seqs[r["chat_id"]]:
+        chat = r["chat_id"]
+        partitions_per_chat[chat].add(r["partition"])
+        version = r.get("version")
+        if r["event_type"] in VERSIONED and isinstance(version, int) and version not in seen_versions[chat]:
+            seen_versions[chat].add(version)
+            if version < highest_version[chat]:
+                version_order += 1
+            highest_version[chat] = max(highest_version[chat], version)
+        if r["event_type"] != "message.created" or r["seq"] in seen_seqs[chat]:
             continue
-        seen_seqs[r["chat_id"]].add(r["seq"])
-        if r["seq"] < highest[r["chat_id"]]:
+        seen_seqs[chat].add(r["seq"])
+        if r["seq"] < highest[chat]:
             order += 1
-        highest[r["chat_id"]] = max(highest[r["chat_id"]], r["seq"])
-    missing = sum(len(seqs - seen_seqs[chat_id]) for chat_id, seqs in truth_seqs.items())
+        highest[chat] = max(highest[chat], r["seq"])
+    missing = sum(len(chat["seqs"] - seen_seqs[chat_id]) for chat_id, chat in truth.items())
+    missing_versions = sum(len(set(range(1, chat["version"] + 1)) - seen_versions[chat_id])
+                           for chat_id, chat in truth.items())
     return {
         "kafka_records": len(mine),
         "kafka_duplicates": sum(n - 1 for n in copies.values()),
         "kafka_missing": missing,
+        "kafka_missing_versions": missing_versions,
         "kafka_order_violations": order,
+        "kafka_version_order_violations": version_order,
+        "kafka_changes": sum(1 for r in mine if r["event_type"] in ("message.edited", "message.deleted")),
         "kafka_chats_on_several_partitions": sum(1 for parts in partitions_per_chat.values() if len(parts) > 1),
     }

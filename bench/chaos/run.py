@@ -150,7 +150,8 @@ def main() -> int:
             results.append(result)
             if "error" not in result:
                 step(f"{spec.name}: {result['posts_succeeded']}/{result['posts_attempted']} posts, 5xx "
-                     f"{result['http_5xx']}, lost {result['lost']}, dup {result['ws_duplicates']}, order "
+                     f"{result['http_5xx']}, edits/deletes {result['changes_succeeded']}/{result['changes_attempted']}, "
+                     f"lost {result['lost']}, stale {result['stale']}, dup {result['ws_duplicates']}, order "
                      f"{result['order_violations']}, gaps after resume {result['gaps_after_resume']}, recovery "
                      f"{result['recovery_s']}, closes {result['closes']}; {result['ended_by']}", started)
         revive(stack, started)
@@ -166,7 +167,7 @@ def main() -> int:
                 result.update(passed=False, failures=[f"the scenario broke: {result['error']}"])
                 finished.append(result)
                 continue
-            truth = result.pop("_truth_seqs")
+            truth = result.pop("_truth")
             if records is not None:
                 result.update(kafka_check.check(records, result["chat_ids"], truth))
             result["failures"] = report.judge(result)

@@ -175,9 +175,11 @@ async def run(ctx: Context) -> dict:
                                     users_for(spec.subscribers, spec.sockets_per_user))
     posters = await asyncio.to_thread(tokens, f"chaos-{ctx.run_id}-{spec.name}-writer", 5)
     subscribed = chat_ids[: spec.subscribed_chats or min(spec.chats, spec.subscribers)]
+    every = round(1 / spec.seq_share) if spec.seq_share else 0  # one subscriber in `every` on after_seq
     subscribers = [
         Subscriber(n, f"ws://127.0.0.1:{stack.port}/ws/chats/{subscribed[n % len(subscribed)]}/?token={users[n // spec.sockets_per_user]}",
-                   subscribed[n % len(subscribed)], f"user {n // spec.sockets_per_user}", spec.storm_mean_s)
+                   subscribed[n % len(subscribed)], f"user {n // spec.sockets_per_user}", spec.storm_mean_s,
+                   protocol="seq" if every and n % every == every - 1 else "version")
         for n in range(spec.subscribers)
     ]
     if spec.options.get("second_relay"):
@@ -192,7 +194,7 @@ async def run(ctx: Context) -> dict:
         await asyncio.wait([asyncio.create_task(sub.connected.wait()) for sub in subscribers], timeout=CONNECT_CAP)
         result["subscribers_connected"] = sum(sub.connected.is_set() for sub in subscribers)
         result["connect_s"] = round(time.monotonic() - connect_started, 1)
-        posts = plan_posts(chat_ids, posters, spec.posts, ctx.rng, spec.max_size_share)
+        posts = plan_posts(chat_ids, posters, spec.posts, ctx.rng, spec.max_size_share, owner, spec.change_share)
         load = spec.posts / spec.rate
         ctx.load_started = time.monotonic()
         ctx.drain_from = None
@@ -215,6 +217,8 @@ async def run(ctx: Context) -> dict:
         posts_behind_schedule_max_s=round(poster.behind_schedule_max, 2),
         rate=spec.rate,
         max_size_posts=sum(1 for post in posts if post.kind.startswith("max")),
+        max_size_edits=sum(1 for post in posts for change in post.changes
+                           if change.kind == "edit" and len(change.text) == 4096),
         ended_by=ended_by,
         waited_after_posts_s=waited,
         **tally(ctx, posts, subscribers, truth),
@@ -225,7 +229,7 @@ async def run(ctx: Context) -> dict:
         unexpected_exits=ctx.unexpected_exits,
         notes=ctx.notes,
         evidence=ctx.evidence(),
-        _truth_seqs={chat_id: set(seqs) for chat_id, seqs in truth.items()},
+        _truth={chat_id: {"seqs": set(chat.messages), "version": chat.version} for chat_id, chat in truth.items()},
     )
     result["kafka_dup_allowed"] = BATCH_SIZE * (ctx.relay_kills + (result["relay_retries"] if spec.kafka_dup_per_relay_retry else 0))
     if ctx.drain_from is not None:

@@ -1,6 +1,6 @@
 """Message texts: short ones and maximum-size ones (4,096 characters), in ASCII, Cyrillic and emoji.
 
-Every text is unique (it starts with its post's number) and already stripped, so the text the service
+Every text is unique (it starts with its post's number, and an edit's with its number too) and already stripped, so the text the service
 stores, relays and sends must equal it exactly. Emoji are single code points (no joiners, no variation
 selectors): 4,096 of them are 4,096 characters for the service, 16 KB of UTF-8, and ~49 KB as JSON with
 escapes.
@@ -26,11 +26,12 @@ def _fill(alphabet: str, length: int, rng: random.Random) -> str:
     return repeated
 
 
-def make_text(number: int, rng: random.Random, max_size_share: float) -> tuple[str, str]:
-    """(kind, text) for post `number`: a maximum-size text with probability `max_size_share`."""
+def make_text(number: int, rng: random.Random, max_size_share: float, edit: int = 0) -> tuple[str, str]:
+    """(kind, text) for post `number` (or its `edit`-th edit): a maximum-size text with probability
+    `max_size_share`."""
     alphabet_name = rng.choice(list(ALPHABETS))
     alphabet = ALPHABETS[alphabet_name]
-    head = f"#{number} "
+    head = f"#{number} " if not edit else f"#{number} edit {edit}: "
     if rng.random() < max_size_share:
         kind = f"max-{alphabet_name}"
         body = _fill(alphabet, MAX_CHARS - len(head), rng)

@@ -37,7 +37,11 @@ def test_every_command_writes_one_outbox_row_per_event_with_the_envelope(ann, ou
         "text": "hi",
         "author": "ann",
         "created_at": posted.message.created_at.isoformat().replace("+00:00", "Z"),
+        "edited_at": None,
+        "deleted": False,
+        "version": 1,
     }
+    assert [e["version"] for e in envelopes] == [0, 1, 1]  # chat.deleted carries the chat's last version
     assert envelopes[2]["payload"]["last_seq"] == 1
     assert all(e["occurred_at"].endswith("Z") for e in envelopes)
     rows = models.OutboxEvent.objects.order_by("id")

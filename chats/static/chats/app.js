@@ -29,6 +29,7 @@ const USER_KEY = "chat.username";
 const state = {
   token: localStorage.getItem(TOKEN_KEY),
   username: localStorage.getItem(USER_KEY),
+  deleting: null, // the chat this page is deleting: its chat.deleted frame may come before the answer
   chats: new Map(), // id -> chat, as the API returns it
   gone: new Set(), // chats deleted or left while this page is open: a list read in flight must not bring them back
   liveAdded: new Map(), // chats the lobby announced since the list read in flight started
@@ -348,6 +349,8 @@ function readPosition(id, { last_read_seq, unread }) {
 }
 
 function removeChat(id, message) {
+  // The chat.deleted frame of one's own deletion may arrive before the DELETE's answer: it says the same.
+  if (state.deleting === id) message = "You deleted the chat.";
   state.gone.add(id);
   state.chats.delete(id);
   state.liveAdded.delete(id);
@@ -985,11 +988,14 @@ async function deleteChat() {
   const open = state.open;
   if (!open || !confirm(`Delete "${open.chat.title}" and all its messages?`)) return;
   clearError();
+  state.deleting = open.chat.id;
   try {
     await api("DELETE", `/api/chats/${open.chat.id}/`);
     removeChat(open.chat.id, "You deleted the chat.");
   } catch (error) {
     showError(error);
+  } finally {
+    state.deleting = null;
   }
 }
 

@@ -135,6 +135,29 @@ def latency_rows(r: dict) -> list[Row]:
     return rows
 
 
+def typing_rows(r: dict | None) -> list[Row]:
+    """Issue 12: a typing burst of 100 users in one chat must not slow message delivery in it by more than 10 %."""
+    if not r:
+        return []
+    without, burst, ratio = r["without"], r["with"], r["ratio"]
+    name = (f"6 typing burst, {r['subscribers']} subscribers, {r['rate']:g} msg/s, "
+            f"{r['rounds']} x {r['seconds']:g} s each way")
+    met = all(ratio[q] is not None and ratio[q] <= 1.10 for q in ("p50", "p99"))
+    return [
+        Row(name, f"POST -> frame p50 / p99 ms while all {r['subscribers']} type (each every ~{r['typing_every_s']:g} s)",
+            ms(burst["latency_ms"], "p50", "p99"), f"{ms(without['latency_ms'], 'p50', 'p99')} (no typing, same rounds)",
+            " / ".join("-" if ratio[q] is None else f"{ratio[q]:.2f}x" for q in ("p50", "p99")),
+            "<= 1.10x (issue 12)", verdict(met)),
+        Row(name, "typing frames in / out per s during the burst (the web process's gate, then to the other sockets)",
+            f"{number(burst['typing_frames_sent_per_s'])} in / {number(burst['typing_frames_received_per_s'])} out",
+            "-", "-"),
+        Row(name, f"lost / duplicates of {burst['frames_expected']:,} + {without['frames_expected']:,} frames "
+                  "(with / without)",
+            f"{burst['lost']:,} / {burst['duplicates']:,}", f"{without['lost']:,} / {without['duplicates']:,} (without)",
+            "-", "0 / 0", verdict(burst["lost"] == burst["duplicates"] == without["lost"] == without["duplicates"] == 0)),
+    ]
+
+
 def fanout_rows(r: dict) -> list[Row]:
     service, bare, raw = r["service"], r["bare"], r["raw"]
     name = f"4 fan-out, {service['subscribers']:,} subscribers x {service['messages']} msgs"
@@ -155,6 +178,8 @@ def fanout_rows(r: dict) -> list[Row]:
             " / ".join(times(service["latency_ms"][q], raw[f"latency_{q}_ms"]) for q in ("p50", "p99"))),
         Row(name, "lost / duplicates", f"{service['lost']:,} / {service['duplicates']:,}",
             f"{raw['lost']:,} / {raw['duplicates']:,} (raw)", "-", "0 lost", verdict(service["lost"] == 0)),
+        *([Row(name, "chat sockets that could not be opened (50 handshakes at a time, 30 s each), before stepping down",
+               "; ".join(service["step_down"])[:400], "-", "-")] if service.get("step_down") else []),
     ]
 
 
@@ -172,22 +197,41 @@ def footprint_rows(r: dict) -> list[Row]:
     ]
 
 
+SCENARIO_TITLES = {"ingest": "1 ingest", "relay": "2 relay", "latency": "3 end-to-end", "fanout": "4 fan-out",
+                   "footprint": "5 footprint", "typing": "6 typing burst"}
+
+
 def rows(results: dict) -> list[Row]:
-    return [*ingest_rows(results["ingest"]), *relay_rows(results["relay"]), *latency_rows(results["latency"]),
-            *fanout_rows(results["fanout"]), *footprint_rows(results["footprint"])]
+    """Every scenario's rows; one that broke (bench/run.py records its error) is one row saying so."""
+    found = []
+    for name, make in (("ingest", ingest_rows), ("relay", relay_rows), ("latency", latency_rows),
+                       ("typing", typing_rows), ("fanout", fanout_rows), ("footprint", footprint_rows)):
+        result = results.get(name)
+        if result and "error" in result:
+            found.append(Row(SCENARIO_TITLES[name], "the scenario broke", result["error"][:300], "-", "-", "runs",
+                             "**missed**"))
+        elif result:
+            found += make(result)
+    return found
 
 
 def cpu_table(results: dict) -> str:
     """CPU per process during each loaded phase: who was busy (100 = one core; the machine has nproc x 100)."""
-    phases = {
-        "1 ingest (bare)": results["ingest"]["bare"]["cpu_percent"],
-        "1 ingest (service)": results["ingest"]["service"]["cpu_percent"],
-        **({f"1 ingest (service, chats of {members['members_per_chat']:,} members)": members["service"]["cpu_percent"]}
-           if (members := results["ingest"].get("members")) else {}),
-        **{f"3 end-to-end {run['rate']:g} msg/s": run["cpu_percent"] for run in results["latency"]["runs"]},
-        "4 fan-out": results["fanout"]["service"]["cpu_percent"],
-        "4 fan-out (bare websocket)": results["fanout"]["bare"]["cpu_percent"],
-    }
+    ran = {name: result for name, result in results.items() if result and "error" not in result}
+    phases = {}
+    if ingest := ran.get("ingest"):
+        phases["1 ingest (bare)"] = ingest["bare"]["cpu_percent"]
+        phases["1 ingest (service)"] = ingest["service"]["cpu_percent"]
+        if members := ingest.get("members"):
+            phases[f"1 ingest (service, chats of {members['members_per_chat']:,} members)"] = members["service"]["cpu_percent"]
+    if latency := ran.get("latency"):
+        phases.update({f"3 end-to-end {run['rate']:g} msg/s": run["cpu_percent"] for run in latency["runs"]})
+    if typing := ran.get("typing"):
+        phases["6 typing burst: without (mean of rounds)"] = typing["without"]["cpu_percent"]
+        phases["6 typing burst: with (mean of rounds)"] = typing["with"]["cpu_percent"]
+    if fanout := ran.get("fanout"):
+        phases["4 fan-out"] = fanout["service"]["cpu_percent"]
+        phases["4 fan-out (bare websocket)"] = fanout["bare"]["cpu_percent"]
     names = list(dict.fromkeys(name for cpu in phases.values() for name in cpu))  # "subscribers", "poster": scenario 3's client processes
     lines = ["| phase | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     lines += [f"| {phase} | " + " | ".join(f"{cpu[name]:.0f}" if name in cpu else "-" for name in names) + " |"

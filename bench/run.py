@@ -2,7 +2,7 @@
 
 Why: a figure alone says little on a shared 2-core machine; a figure next to what the parts it is built
 from do on the same machine, at the same moment, says what our code costs. This starts the whole stack
-as real processes (bench/stack.py), runs the five scenarios (bench/scenarios/), each with bounded counts
+as real processes (bench/stack.py), runs the six scenarios (bench/scenarios/), each with bounded counts
 and durations, and writes bench/results/latest.json and latest.md (also printed). See bench/README.md.
 
 Order matters: the relay scenario runs before the service's relay process exists (it would take the
@@ -20,6 +20,7 @@ import os  # noqa: E402
 import resource  # noqa: E402
 import signal  # noqa: E402
 import time  # noqa: E402
+import traceback  # noqa: E402
 
 from bench import report  # noqa: E402
 from bench.stack import Stack  # noqa: E402
@@ -51,21 +52,31 @@ def main() -> int:
 
         django.setup()
         # Imported once Django is set up: they load models.
-        from bench.scenarios import fanout, footprint, ingest, latency, relay
+        from bench.scenarios import fanout, footprint, ingest, latency, relay, typing
 
         results = {}
-        step("2 relay: 20,000 outbox events vs raw kafka-python", started)
-        results["relay"] = relay.run()
+
+        def scenario(name: str, title: str, run) -> None:
+            """Run one scenario; one that breaks is reported as broken, and the others still run."""
+            step(title, started)
+            try:
+                results[name] = run()
+            except Exception as error:  # noqa: BLE001 - reported in the table, with its traceback in the JSON
+                results[name] = {"error": f"{type(error).__name__}: {error}"[:1000],
+                                 "traceback": traceback.format_exc()[-4000:]}
+                step(f"{name} broke: {results[name]['error'][:300]}", started)
+
+        scenario("relay", "2 relay: 20,000 outbox events vs raw kafka-python", relay.run)
         step("starting daphne, relay_outbox, forward_events", started)
         stack.start_service()
-        step("5 footprint: idle CPU, memory per idle websocket", started)
-        results["footprint"] = footprint.run(stack)
-        step("1 ingest: 32 clients, the bare endpoint and the messages endpoint taking turns", started)
-        results["ingest"] = ingest.run(stack)
-        step("3 end-to-end latency: 100 subscribers (client processes of their own) at 5, 50, 100, then 200 msg/s", started)
-        results["latency"] = latency.run(stack)
-        step("4 fan-out: up to 1,000 subscribers, then raw group_send", started)
-        results["fanout"] = fanout.run(stack)
+        scenario("footprint", "5 footprint: idle CPU, memory per idle websocket", lambda: footprint.run(stack))
+        scenario("ingest", "1 ingest: 32 clients, the bare endpoint and the messages endpoint taking turns",
+                 lambda: ingest.run(stack))
+        scenario("latency", "3 end-to-end latency: 100 subscribers (client processes of their own) at 5, 50, 100, "
+                 "then 200 msg/s", lambda: latency.run(stack))
+        scenario("typing", "6 typing burst: 100 subscribers at 5 msg/s, without and with all 100 typing every ~1 s, "
+                 "in turns", lambda: typing.run(stack))
+        scenario("fanout", "4 fan-out: up to 1,000 subscribers, then raw group_send", lambda: fanout.run(stack))
         machine = report.machine_facts(stack)
     print()
     print(report.write(results, machine, time.monotonic() - started))

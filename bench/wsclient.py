@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -56,16 +57,19 @@ class Received:
     error_codes: list[str] = field(default_factory=list)
     close_code: int | None = None
     created_at: dict[int, str] = field(default_factory=dict)  # seq -> the message's created_at, as the frame says
+    typing: int = 0  # typing frames received (others typing in the chat)
+    typing_sent: int = 0  # {"type": "typing"} frames this subscriber sent
 
     def to_json(self) -> dict:
         return {"frames": self.frames, "error_codes": self.error_codes, "close_code": self.close_code,
-                "created_at": self.created_at}
+                "created_at": self.created_at, "typing": self.typing, "typing_sent": self.typing_sent}
 
     @classmethod
     def from_json(cls, data: dict) -> Received:
         frames = [tuple(frame) for frame in data["frames"]]
         return cls(frames, {seq for seq, _, _ in frames}, data["error_codes"], data["close_code"],
-                   {int(seq): at for seq, at in data["created_at"].items()})
+                   {int(seq): at for seq, at in data["created_at"].items()}, data.get("typing", 0),
+                   data.get("typing_sent", 0))
 
 
 @dataclass
@@ -82,6 +86,8 @@ class Subscriber(Received):
                     self.frames.append((seq, received_at, frame["event_id"] is not None))
                     self.seqs.add(seq)
                     self.created_at[seq] = frame["message"].get("created_at")
+                elif frame["type"] == "typing":
+                    self.typing += 1
                 elif frame["type"] == "error":
                     self.error_codes.append(frame["code"])
         except ConnectionClosed:
@@ -104,6 +110,29 @@ class Audience:
         """Forget what arrived so far: the next run counts only its own frames."""
         for subscriber in self.subscribers:
             subscriber.frames, subscriber.seqs, subscriber.created_at = [], set(), {}
+            subscriber.typing = subscriber.typing_sent = 0
+
+    def start_typing(self, every: float) -> None:
+        """Every subscriber sends {"type": "typing"} every `every` s (±10 %), from a random moment in the first
+        interval on: a chat full of people typing at once (issue 12's typing burst)."""
+        self.stop_typing()
+        self.typists = [asyncio.create_task(self._type(subscriber, every)) for subscriber in self.subscribers]
+
+    def stop_typing(self) -> None:
+        for task in getattr(self, "typists", []):
+            task.cancel()
+        self.typists = []
+
+    @staticmethod
+    async def _type(subscriber: Subscriber, every: float) -> None:
+        await asyncio.sleep(random.uniform(0, every))
+        while True:
+            try:
+                await subscriber.ws.send('{"type": "typing"}')
+            except ConnectionClosed:
+                return
+            subscriber.typing_sent += 1
+            await asyncio.sleep(every * random.uniform(0.9, 1.1))
 
     async def wait_for(self, messages: int, idle: float, cap: float) -> str:
         """Until every subscriber has `messages` distinct seqs, nothing arrived for `idle` s, or `cap` s passed."""
@@ -126,6 +155,7 @@ class Audience:
         return deliveries(self.subscribers, sent_at)
 
     async def close(self) -> None:
+        self.stop_typing()
         await close_sockets([subscriber.ws for subscriber in self.subscribers])
         await asyncio.wait(self.tasks, timeout=10)
 
@@ -153,6 +183,8 @@ def deliveries(subscribers: list[Received], sent_at: dict[int, float]) -> dict:
         "error_frames": dict(Counter(code for s in subscribers for code in s.error_codes)),
         "closed": dict(Counter(s.close_code for s in subscribers if s.close_code is not None)),
         "delivered_per_s": len(frames) / (last_received - first_sent) if last_received > first_sent else None,
+        "typing_frames_sent": sum(s.typing_sent for s in subscribers),
+        "typing_frames_received": sum(s.typing for s in subscribers),
         "latency_ms": latency_summary(latencies),
         "commit_to_frame_ms": latency_summary(sorted(commit_to_frame(subscribers, sent_at))),
     }

@@ -70,7 +70,8 @@ async def group_send_frames(chat_id: str, seqs: range) -> dict[int, float]:
     layer, sent_at = get_channel_layer(), {}
     for seq in seqs:
         message = {"id": str(uuid.uuid4()), "chat_id": chat_id, "seq": seq, "text": f"at None/s, message {seq}",
-                   "author": "bench-fanout-writer", "created_at": "2026-11-29T00:00:00.000000Z"}
+                   "author": "bench-fanout-writer", "created_at": "2026-11-29T00:00:00.000000Z", "edited_at": None,
+                   "deleted": False, "version": seq}
         text = json.dumps(message_frame(message, str(uuid.uuid4())))
         sent_at[seq] = time.monotonic()
         await layer.group_send(BARE_FANOUT_GROUP, {"type": "bench.frame", "text": text})

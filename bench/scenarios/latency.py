@@ -33,8 +33,10 @@ IDLE_CAP, DRAIN_CAP = 5.0, 30.0  # after the last post, stop waiting after IDLE_
 
 
 def run_phase(stack: Stack, subscribers: list[ClientProcess], poster: ClientProcess, path: str,
-                     rate: float | None, count: int, idle: float, cap: float, connections: int = POSTERS) -> dict:
-    """`count` posts at `rate`, then wait until everyone got them; returns what arrived and how fast."""
+                     rate: float | None, count: int, idle: float, cap: float, connections: int = POSTERS,
+                     samples: bool = False) -> dict:
+    """`count` posts at `rate`, then wait until everyone got them; returns what arrived and how fast (with
+    `samples`, every POST -> frame latency in seconds too, to pool several phases)."""
     for process in subscribers:
         process.call({"cmd": "reset"})
     payloads = [{"text": f"at {rate}/s, message {i}"} for i in range(count)]
@@ -47,7 +49,10 @@ def run_phase(stack: Stack, subscribers: list[ClientProcess], poster: ClientProc
             process.send({"cmd": "wait", "messages": len(sent_at), "idle": idle, "cap": cap})
         received = [process.receive() for process in subscribers]
     ended_by = sorted({r["ended_by"] for r in received})
+    extra = {"latencies_s": [at - sent_at[seq] for r in received for s in r["subscribers"]
+                             for seq, at, _ in s["frames"] if seq in sent_at]} if samples else {}
     return {
+        **extra,
         "rate": rate,
         "posts_failed": count - len(sent_at),
         "achieved_rate": achieved_rate([sent for _, _, sent, _ in responses]),

@@ -11,7 +11,8 @@ every process of the machine, so a frame's receive time minus its POST's send ti
     python -m bench.scenarios.latency_clients post        # first line: {"host", "port", "token", "connections"}
 
 Commands: {"cmd": "reset"} (forget what arrived), {"cmd": "wait", "messages", "idle", "cap"} (until every
-subscriber has that many seqs; replies with what arrived), {"cmd": "post", "path", "payloads", "rate"}
+subscriber has that many seqs; replies with what arrived), {"cmd": "typing", "every": s or null} (every
+subscriber sends {"type": "typing"} every `every` s, until null), {"cmd": "post", "path", "payloads", "rate"}
 (replies with every response), {"cmd": "close"}. Every reply is one line; the first is {"ready": pid}.
 """
 
@@ -56,6 +57,12 @@ async def subscribe() -> None:
             if command["cmd"] == "reset":
                 audience.reset()
                 lag.reset()
+                reply({"ok": True})
+            elif command["cmd"] == "typing":
+                if command["every"]:
+                    audience.start_typing(command["every"])
+                else:
+                    audience.stop_typing()
                 reply({"ok": True})
             elif command["cmd"] == "wait":
                 ended_by = await audience.wait_for(command["messages"], command["idle"], command["cap"])

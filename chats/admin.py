@@ -16,7 +16,12 @@ from chats import models
 from chats.adapters import participant_of
 from chats.api.login_forms import LimitedAdminAuthenticationForm
 from chats.bootstrap import mediator
-from messaging_domain.commands import AddMemberCommand, CreateChatCommand, DeleteChatCommand, RemoveMemberCommand
+from messaging_domain.commands import (
+    AddMemberCommand,
+    CreateChatCommand,
+    DeleteChatCommand,
+    RemoveMemberCommand,
+)
 from messaging_domain.exceptions import DomainError, InvalidTitle
 from messaging_domain.values import Title
 

@@ -5,7 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from messaging_domain.exceptions import DomainError, InvalidText, InvalidTitle, InvalidVisibility
+from messaging_domain.exceptions import (
+    DomainError,
+    InvalidText,
+    InvalidTitle,
+    InvalidVisibility,
+)
 
 TITLE_MAX_LENGTH = 255
 TEXT_MAX_LENGTH = 4096

@@ -20,7 +20,14 @@ from __future__ import annotations
 
 import time
 
-from bench.scenarios.latency import DRAIN_CAP, FIRST_EVENT_CAP, IDLE_CAP, POSTERS, SUBSCRIBER_PROCESSES, run_phase
+from bench.scenarios.latency import (
+    DRAIN_CAP,
+    FIRST_EVENT_CAP,
+    IDLE_CAP,
+    POSTERS,
+    SUBSCRIBER_PROCESSES,
+    run_phase,
+)
 from bench.scenarios.latency_clients import ClientProcess
 from bench.seed import chat_stream_urls, create_chat, token_for, tokens_for
 from bench.stack import Stack

@@ -9,12 +9,21 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from chats.adapters import membership_from_row, participant_of
-from chats.api.inputs import StrictCharField, StrictIntegerField, chat_row_or_404, parse_chat_id
+from chats.api.inputs import (
+    StrictCharField,
+    StrictIntegerField,
+    chat_row_or_404,
+    parse_chat_id,
+)
 from chats.api.pagination import MemberPagination
 from chats.bootstrap import mediator
 from chats.queries import member_rows
 from chats.serializers import MemberSerializer, represent_member
-from messaging_domain.commands import AddMemberCommand, MarkReadCommand, RemoveMemberCommand
+from messaging_domain.commands import (
+    AddMemberCommand,
+    MarkReadCommand,
+    RemoveMemberCommand,
+)
 
 
 class MemberListCreateApi(APIView):

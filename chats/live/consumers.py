@@ -25,9 +25,9 @@ from redis.exceptions import RedisError
 from chats.json_input import parse_json
 from chats.live.credentials import credential_group
 from chats.live.frame_budget import FrameBudget
-from chats.live.socket_slots import SocketSlots
 from chats.live.positions import ChatPosition, ChatPositions
 from chats.live.presence import Presence, announce
+from chats.live.socket_slots import SocketSlots
 from chats.live.typing import TypingGate
 from chats.pipeline.wire import (
     LOBBY_GROUP,

@@ -1,10 +1,11 @@
-"""A subscriber learns its chat's latest seq at least every CHAT_WS_POSITION_CHECK_SECONDS, so a frame the
-channel layer lost is filled from the database even when no later frame arrives to reveal the gap.
+"""A subscriber learns its chat's latest position (last seq and version) at least every
+CHAT_WS_POSITION_CHECK_SECONDS, so a frame the channel layer lost is filled from the database even when no
+later frame arrives to reveal the gap.
 
 The pub/sub channel layer is at most once: a message published while Redis restarts, or while a web
 process resubscribes, is gone, and channels-redis 4.3 reports no reconnect (its `on_reconnect` is never
 called). A gap is also found by the next live frame (chats.live.consumers), but the last message of a quiet
-chat has no next frame. So each web process, once per interval, reads the last seq of every chat it has
+chat has no next frame. So each web process, once per interval, reads the position of every chat it has
 subscribers for (one query for all of them) and tells a subscriber to catch up when it is still behind
 a position read one interval earlier: a frame in flight gets a whole interval to arrive live first. A lost
 frame is therefore delivered at most two intervals after its commit. A chat gone at two checks in a row

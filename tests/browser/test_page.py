@@ -27,7 +27,11 @@ from websockets.sync.client import connect as ws_connect
 from chats.adapters import participant_of
 from chats.bootstrap import mediator
 from chats.runtime.embedded import free_port
-from messaging_domain.commands import CreateMessageCommand, DeleteMessageCommand, EditMessageCommand
+from messaging_domain.commands import (
+    CreateMessageCommand,
+    DeleteMessageCommand,
+    EditMessageCommand,
+)
 from tests.helpers import http_json, serving, started
 
 pytestmark = pytest.mark.django_db(transaction=True)

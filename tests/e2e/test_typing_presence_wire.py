@@ -13,7 +13,13 @@ import websockets
 
 from chats.models import OutboxEvent
 from chats.runtime.embedded import free_port
-from tests.e2e.test_live_delivery import RECV_TIMEOUT, Stack, frames_until_closed, open_stream, receive_frames
+from tests.e2e.test_live_delivery import (
+    RECV_TIMEOUT,
+    Stack,
+    frames_until_closed,
+    open_stream,
+    receive_frames,
+)
 from tests.helpers import serving
 
 pytestmark = pytest.mark.django_db(transaction=True)

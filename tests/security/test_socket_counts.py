@@ -18,8 +18,8 @@ from websockets.exceptions import ConnectionClosed
 from chats.adapters import participant_of
 from chats.bootstrap import mediator
 from chats.live.socket_slots import LEASE_PREFIX, ProcessLease, SocketSlots
-from messaging_domain.commands import CreateChatCommand
 from chats.runtime.embedded import free_port, start_redis
+from messaging_domain.commands import CreateChatCommand
 from tests.helpers import serving
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]

@@ -22,7 +22,11 @@ from messaging_domain.commands import (
     MarkReadCommand,
     RemoveMemberCommand,
 )
-from tests.websocket.test_consumers import assert_closed_with, connect, receive_past_presence
+from tests.websocket.test_consumers import (
+    assert_closed_with,
+    connect,
+    receive_past_presence,
+)
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 

@@ -26,7 +26,11 @@ from chats.live.presence import Presence, announce
 from chats.live.socket_slots import LEASE_PREFIX, ProcessLease, SocketSlots
 from chats.models import Chat, OutboxEvent
 from messaging_domain.commands import AddMemberCommand, CreateChatCommand
-from tests.websocket.test_consumers import assert_closed_with, connect, receive_past_presence
+from tests.websocket.test_consumers import (
+    assert_closed_with,
+    connect,
+    receive_past_presence,
+)
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 

@@ -18,7 +18,6 @@ from chats.live.socket_slots import SocketSlots
 from chats.pipeline.wire import chat_group
 from messaging_domain.commands import (
     AddMemberCommand,
-    CreateChatCommand,
     CreateMessageCommand,
     DeleteChatCommand,
     DeleteMessageCommand,

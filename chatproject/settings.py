@@ -243,6 +243,8 @@ CHAT_WS_MAX_SOCKETS_PER_USER = int(os.environ.get("CHAT_WS_MAX_SOCKETS_PER_USER"
 # A web process that dies takes its sockets out of the per-user counts within this many seconds
 # (chats.live.socket_slots).
 CHAT_WS_SOCKET_LEASE_SECONDS = int(os.environ.get("CHAT_WS_SOCKET_LEASE_SECONDS", "30"))
+# Redis connections per web process for socket counts and presence; past them a socket waits for one.
+CHAT_WS_REDIS_CONNECTIONS = int(os.environ.get("CHAT_WS_REDIS_CONNECTIONS", "50"))
 # How often each web process checks the last seq of the chats it has subscribers for, so that a frame the
 # channel layer lost is filled within two checks even when nothing follows it (chats.live.positions).
 CHAT_WS_POSITION_CHECK_SECONDS = float(os.environ.get("CHAT_WS_POSITION_CHECK_SECONDS", "2"))

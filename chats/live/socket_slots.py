@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 
 COUNT_EXPIRES = 24 * 3600  # a user's hash outlives no process by long; an idle user's goes away
 LEASE_PREFIX = "chat:ws-process:"
+POOL_WAIT_SECONDS = 10  # how long a socket waits for one of the process's Redis connections before failing
 
 # Count the sockets of live processes (dropping dead ones), then take one if under the cap. The lease keys
 # are read by name inside the script: fine on one Redis, the deployment this service supports.
@@ -91,8 +92,8 @@ class ProcessLease:
 class SocketSlots:
     """At most CHAT_WS_MAX_SOCKETS_PER_USER open sockets per user, across web processes.
 
-    One Redis client per event loop, shared by every consumer on it: a connection per socket would double
-    the sockets a web process holds.
+    One Redis client per event loop, shared by every consumer on it (and by presence): a connection per socket
+    would double the sockets a web process holds. Its pool holds CHAT_WS_REDIS_CONNECTIONS connections.
     """
 
     def __init__(self, lease: ProcessLease | None = None) -> None:
@@ -104,9 +105,13 @@ class SocketSlots:
         if settings.REDIS_URL not in clients:
             # A pooled connection that Redis closed (it restarted) is retried once on a new one, instead of
             # failing the handshake it serves; redis-py retries only the errors listed here.
-            clients[settings.REDIS_URL] = aioredis.Redis.from_url(
-                settings.REDIS_URL, retry=Retry(NoBackoff(), 1), retry_on_error=[ConnectionError, TimeoutError],
+            # The pool is bounded and *waits* for a free connection: redis-py's default pool raises "Too many
+            # connections" past 100, and a burst of closing sockets would then fail to give back what they hold.
+            pool = aioredis.BlockingConnectionPool.from_url(
+                settings.REDIS_URL, max_connections=settings.CHAT_WS_REDIS_CONNECTIONS, timeout=POOL_WAIT_SECONDS,
+                retry=Retry(NoBackoff(), 1), retry_on_error=[ConnectionError, TimeoutError],
             )
+            clients[settings.REDIS_URL] = aioredis.Redis(connection_pool=pool)
         return clients[settings.REDIS_URL]
 
     @staticmethod

@@ -1,7 +1,8 @@
 """Typing and presence through two real web processes (daphne) on two ports sharing one Redis, with no relay,
 no forwarder and no Kafka running: both travel over the channel layer only, and are counted across processes.
 A web process SIGKILLed takes its sockets out of presence (presence.left to the others) and out of the
-per-user socket count within its lease plus one sweep (shortened here to 3 s and 1 s).
+per-user socket count within its lease plus one sweep (shortened here to 3 s and 1 s); a live one gives back
+what each socket held when it closes, however many close at once.
 """
 
 import asyncio
@@ -10,7 +11,9 @@ import time
 
 import pytest
 import websockets
+from django.contrib.auth import get_user_model
 
+from chats.live.socket_slots import SocketSlots
 from chats.models import OutboxEvent
 from chats.runtime.embedded import free_port
 from tests.e2e.test_live_delivery import (
@@ -120,3 +123,56 @@ def test_a_flood_of_typing_frames_is_dropped_past_the_rate_and_then_closed_by_th
             await assert_quiet(anns)
 
     asyncio.run(scenario())
+
+
+@pytest.fixture
+def roomy_web(channel_layer, worker):
+    """One web process that lets a user hold many sockets."""
+    port = free_port()
+    return Stack(port, [serving(worker, port, CHAT_WS_MAX_SOCKETS_PER_USER="1000")])
+
+
+def test_a_user_whose_300_sockets_close_at_once_leaves_presence_and_gives_every_socket_back(roomy_web):
+    web = roomy_web
+    ann, bob, cid = (web.register(name) for name in ("ann", "bob", "cid"))
+    status, chat = web.call("POST", "/api/chats/", {"title": "Tabs"}, ann)
+    assert status == 201, chat
+    ann_id = get_user_model().objects.get(username="ann").pk
+
+    async def scenario() -> list[str]:
+        problems = []
+        bobs = await open_stream(web, chat["id"], bob, ["bob"])
+        gate = asyncio.Semaphore(50)
+
+        async def ann_socket():
+            async with gate:
+                return await open_stream(web, chat["id"], ann)
+
+        anns = await asyncio.gather(*(ann_socket() for _ in range(300)))
+        # ann's first socket announced her once; her other 299 sockets nothing.
+        assert await receive_frames(bobs, 1) == [{"type": "presence.joined", "chat_id": chat["id"], "username": "ann"}]
+        await assert_quiet(bobs)
+        assert await SocketSlots().count(ann_id) == 300
+
+        await asyncio.gather(*(ws.close() for ws in anns))  # a browser with 300 tabs quits
+        try:
+            assert await receive_frames(bobs, 1) == [
+                {"type": "presence.left", "chat_id": chat["id"], "username": "ann"}]
+        except TimeoutError:
+            problems.append("bob never got presence.left for ann")
+        online = json.loads(await asyncio.wait_for(
+            (cids := await web.ws(f"/ws/chats/{chat['id']}/", token=cid)).recv(), RECV_TIMEOUT))["online"]
+        if online != ["bob", "cid"]:
+            problems.append(f"a new socket is told {online[:3]} are online")
+        deadline = time.monotonic() + 10
+        while (held := await SocketSlots().count(ann_id)) and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        if held:
+            problems.append(f"ann still holds {held} sockets in the per-user count, none open")
+        for ws in (bobs, cids):
+            await ws.close()
+        return problems
+
+    problems = asyncio.run(scenario())
+    lines = [line for line in web.web[0].output().splitlines() if "could not" in line]
+    assert not problems and not lines, (problems, len(lines), lines[:2])

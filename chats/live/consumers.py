@@ -84,14 +84,18 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
     kind = ""  # the metrics' label: "lobby" or "chat"
     counted_open = False
 
-    # Live events never touch the database on the way through, so they skip Channels' per-message
-    # hop to a worker thread that closes stale database connections; the database reads that do happen
-    # (gap fills) go through database_sync_to_async, which does that itself.
+    # Live events and the frames clients send never touch the database on the way through, so they skip
+    # Channels' per-message hop to a worker thread that closes stale database connections. That thread is the
+    # one every sync view and database read of this process waits for: a hundred typists would queue a hundred
+    # hops a second in front of the POSTs. The database reads that do happen (admission, gap fills) go through
+    # database_sync_to_async, which closes stale connections itself.
     async def dispatch(self, message: dict[str, Any]) -> None:
         if message["type"] == "chat.event":
             await self.chat_event(message)
         elif message["type"] in ("chat.typing", "chat.presence"):
             await self.from_another_user(message)
+        elif message["type"] == "websocket.receive":
+            await self.websocket_receive(message)
         else:
             await super().dispatch(message)
 

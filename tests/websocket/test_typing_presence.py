@@ -16,6 +16,7 @@ import time
 
 import pytest
 from asgiref.sync import sync_to_async
+from channels import consumer as consumer_module
 from django.apps import apps
 from rest_framework.authtoken.models import Token
 
@@ -212,6 +213,33 @@ async def test_typing_and_presence_write_nothing_to_the_database_or_the_outbox(c
 
     assert await row_counts() == before
     assert await sync_to_async(OutboxEvent.objects.count)() == outbox  # nothing for the relay to send to Kafka
+
+
+async def test_frames_from_clients_never_wait_for_the_processs_database_thread(chat, tokens, channel_layer, monkeypatch):
+    """Channels hops every message to the sync thread (the one that runs the views) to close stale database
+    connections; typing and ping touch no database, so a burst of typists must not queue hops in front of posts."""
+    hops = []
+
+    async def counted_hop():
+        hops.append(1)
+
+    monkeypatch.setattr(consumer_module, "aclose_old_connections", counted_hop)
+    anns, _ = await stream(chat, tokens["ann"])
+    bobs, _ = await stream(chat, tokens["bob"])
+    await received(anns)
+    await received(bobs)  # an early presence.joined of ann, if any
+    connected_with = len(hops)
+    assert connected_with >= 2  # the handshakes did hop (the patch is in the path it replaces)
+
+    for _ in range(3):
+        await bobs.send_json_to({"type": "typing"})
+    await bobs.send_json_to({"type": "ping"})
+    assert await bobs.receive_json_from(timeout=5) == {"type": "pong"}
+    assert await received(anns) == [typing(chat, "bob")]
+
+    assert len(hops) == connected_with
+    await bobs.disconnect()
+    await anns.disconnect()
 
 
 # --- presence ------------------------------------------------------------------------------------------

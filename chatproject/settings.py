@@ -255,6 +255,10 @@ CHAT_WS_TYPING_PER_CHAT_PER_SECOND = int(os.environ.get("CHAT_WS_TYPING_PER_CHAT
 # Presence (chats.live.presence): each web process sweeps the presence of its chats this often, so that the
 # sockets of a dead process leave it within CHAT_WS_SOCKET_LEASE_SECONDS plus this.
 CHAT_WS_PRESENCE_SWEEP_SECONDS = float(os.environ.get("CHAT_WS_PRESENCE_SWEEP_SECONDS", "10"))
+# Past this many users online in a chat, joins and leaves go out as a fresh `presence` list at most every
+# CHAT_WS_PRESENCE_REFRESH_SECONDS (per web process), not as a frame per user to every socket.
+CHAT_WS_PRESENCE_CROWD = int(os.environ.get("CHAT_WS_PRESENCE_CROWD", "100"))
+CHAT_WS_PRESENCE_REFRESH_SECONDS = float(os.environ.get("CHAT_WS_PRESENCE_REFRESH_SECONDS", "2"))
 
 # A pooled connection that Redis closed (it restarted) is retried once on a new connection, instead of
 # failing the send or the subscription it was serving: redis-py retries only the errors listed here.

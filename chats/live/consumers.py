@@ -20,14 +20,13 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
-from redis.exceptions import RedisError
 
 from chats.json_input import parse_json
 from chats.live.credentials import credential_group
 from chats.live.frame_budget import FrameBudget
 from chats.live.positions import ChatPosition, ChatPositions
-from chats.live.presence import Presence, announce
-from chats.live.socket_slots import SocketSlots
+from chats.live.presence import Presence
+from chats.live.socket_slots import LAYER_ERRORS, SocketSlots
 from chats.live.typing import TypingGate
 from chats.pipeline.wire import (
     LOBBY_GROUP,
@@ -55,11 +54,6 @@ CLOSE_CHAT_DELETED = 4410
 CLOSE_TOO_MANY = 4429  # frames too fast, or too many sockets for one user
 CLOSE_TRY_AGAIN = 1013  # the standard "try again later": Redis (socket counts, the channel layer) is away
 UNAVAILABLE = "The service is briefly unavailable; reconnect."
-# What the channel layer and the socket counts raise while Redis is away or restarting. RuntimeError too: just
-# after a restart, channels-redis's receive task and a new subscription can both reconnect the layer's one
-# pub/sub connection, and asyncio refuses the second reader ("readuntil() called while another coroutine is
-# already waiting").
-LAYER_ERRORS = (RedisError, OSError, RuntimeError)
 
 REPLAY_PAGE = 500
 # Past this many frames behind (queued in this process, or missing upstream), the client is told to
@@ -100,7 +94,8 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
             await super().dispatch(message)
 
     async def from_another_user(self, message: dict[str, Any]) -> None:
-        """Typing and presence frames (rendered once by their sender), to everyone but the user they are about."""
+        """Typing and presence frames (rendered once by their sender), to everyone but the user they are about
+        (a crowd's `presence` list is about nobody: to everyone)."""
         if message["username"] != self.scope["user"].get_username():
             await self.send(text_data=message["frame"])
 
@@ -178,7 +173,7 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
             if self.holds_slot:
                 self.holds_slot = False
                 await self.slots.give_back(self.scope["user"].pk)
-        except (RedisError, OSError) as error:
+        except LAYER_ERRORS as error:
             logger.warning("socket %s: could not give back what it held (%s)", self.channel_name, error)
 
     async def credentials_revoked(self, message: dict[str, Any]) -> None:
@@ -356,7 +351,7 @@ class ChatStreamConsumer(EventStreamConsumer):
         await self.accept()
         await self.send_json({"type": "presence", "chat_id": self.chat_key, "online": online})
         if first:
-            await announce(chat_id, username, "presence.joined")
+            await self.presence.announce(chat_id, username, "presence.joined", online=len(online))
         async with self.turn:
             self.streaming = True
             if self.by_version:
@@ -379,8 +374,7 @@ class ChatStreamConsumer(EventStreamConsumer):
             self.present = False
             username = self.scope["user"].get_username()
             try:
-                if await self.presence.leave(self.chat_id, username):
-                    await announce(self.chat_id, username, "presence.left")
+                await self.presence.leave(self.chat_id, username)
             except LAYER_ERRORS as error:  # its lease lapses, and a sweep announces it then
                 logger.warning("socket %s: could not leave presence (%s)", self.channel_name, error)
         await super().release()

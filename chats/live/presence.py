@@ -8,6 +8,11 @@ process sweeps the presence of the chats it serves every CHAT_WS_PRESENCE_SWEEP_
 dead process's fields announces the users that left with it, once (the sweep is one atomic script). A dead
 process's sockets therefore leave presence within the lease plus one sweep (40 s by default).
 
+A crowd is not told of each arrival: N users opening sockets to one chat would cost N²/2 `presence.joined`
+frames (half a million for a thousand users, more than a web process sends in a minute). Past
+CHAT_WS_PRESENCE_CROWD users online, joins and leaves go out as a fresh `presence` list instead, at most every
+CHAT_WS_PRESENCE_REFRESH_SECONDS per web process that saw a change: a few frames per socket, however many come.
+
 Ephemeral, like typing: over the channel layer only, never the database, the outbox or Kafka.
 """
 
@@ -20,9 +25,8 @@ import weakref
 
 from channels.layers import get_channel_layer
 from django.conf import settings
-from redis.exceptions import RedisError
 
-from chats.live.socket_slots import LEASE_PREFIX, SocketSlots
+from chats.live.socket_slots import LAYER_ERRORS, LEASE_PREFIX, SocketSlots
 from chats.pipeline.wire import chat_group, render
 
 logger = logging.getLogger(__name__)
@@ -72,7 +76,9 @@ local field = ARGV[1] .. '|' .. ARGV[2]
 if redis.call('HINCRBY', KEYS[1], field, -1) <= 0 then redis.call('HDEL', KEYS[1], field) end
 local online, gone = prune(KEYS[1], ARGV[3])
 local last = online[ARGV[2]] == nil
-return {last and 1 or 0, gone}
+local count = 0
+for _ in pairs(online) do count = count + 1 end
+return {last and 1 or 0, gone, count}
 """
 
 SWEEP = PRUNE + """
@@ -89,7 +95,16 @@ local still = {}
 for i = 2, #ARGV do
   if not online[ARGV[i]] then table.insert(still, ARGV[i]) end
 end
-return still
+local count = 0
+for _ in pairs(online) do count = count + 1 end
+return {still, count}
+"""
+
+ONLINE = PRUNE + """
+local online, gone = prune(KEYS[1], ARGV[1])
+local names = {}
+for user, _ in pairs(online) do table.insert(names, user) end
+return names
 """
 
 
@@ -98,9 +113,13 @@ def _names(values: list) -> list[str]:
 
 
 class _Served:
+    """What one event loop (a web process) serves: its sockets per chat, and the crowds it owes a `presence`."""
+
     def __init__(self) -> None:
         self.sockets: dict[uuid.UUID, int] = {}
         self.task: asyncio.Task | None = None
+        self.crowds_changed: set[uuid.UUID] = set()
+        self.refresher: asyncio.Task | None = None
 
 
 class Presence:
@@ -126,25 +145,58 @@ class Presence:
         return bool(first), _names(online)
 
     async def leave(self, chat_id: uuid.UUID, username: str) -> bool:
-        """Count one socket of `username` out; whether it was their last."""
+        """Count one socket of `username` out, announcing it if it was their last; whether it was."""
         self._serve(chat_id, -1)
-        last, gone = await self.slots.redis().eval(
+        last, gone, online = await self.slots.redis().eval(
             LEAVE, 1, self.key(chat_id), self.slots.lease.process_id, username, LEASE_PREFIX
         )
         await self.announce_left(chat_id, _names(gone))
+        if last:
+            await self.announce(chat_id, username, "presence.left", online + 1)
         return bool(last)
+
+    async def announce(self, chat_id: uuid.UUID, username: str, frame_type: str, online: int) -> None:
+        """`presence.joined` or `presence.left` of `username` to the chat's other sockets, `online` users being
+        online with them; in a crowd, a fresh `presence` list a little later instead."""
+        if online > settings.CHAT_WS_PRESENCE_CROWD:
+            self._refresh_soon(chat_id)
+            return
+        frame = {"type": frame_type, "chat_id": str(chat_id), "username": username}
+        await send_to_chat(chat_id, render(frame), about=username)
 
     async def announce_left(self, chat_id: uuid.UUID, usernames: list[str]) -> None:
         """`presence.left` for the users a prune found gone with a dead process, unless they are back."""
         if not usernames:
             return
-        still = await self.slots.redis().eval(STILL_GONE, 1, self.key(chat_id), LEASE_PREFIX, *usernames)
+        still, online = await self.slots.redis().eval(STILL_GONE, 1, self.key(chat_id), LEASE_PREFIX, *usernames)
         for username in _names(still):
-            await announce(chat_id, username, "presence.left")
+            await self.announce(chat_id, username, "presence.left", online + len(still))
+
+    def _served(self) -> _Served:
+        return self._loops.setdefault(asyncio.get_running_loop(), _Served())
+
+    def _refresh_soon(self, chat_id: uuid.UUID) -> None:
+        served = self._served()
+        served.crowds_changed.add(chat_id)
+        if served.refresher is None or served.refresher.done():
+            served.refresher = asyncio.ensure_future(self._refresh(served))
+
+    async def _refresh(self, served: _Served) -> None:
+        """Every CHAT_WS_PRESENCE_REFRESH_SECONDS while crowds change: their `presence` lists, to all their sockets."""
+        while served.crowds_changed:
+            await asyncio.sleep(settings.CHAT_WS_PRESENCE_REFRESH_SECONDS)
+            changed, served.crowds_changed = served.crowds_changed, set()
+            for chat_id in changed:
+                try:
+                    online = await self.slots.redis().eval(ONLINE, 1, self.key(chat_id), LEASE_PREFIX)
+                    frame = {"type": "presence", "chat_id": str(chat_id), "online": _names(online)}
+                    await send_to_chat(chat_id, render(frame), about=None)
+                except LAYER_ERRORS as error:
+                    logger.warning("presence of chat %s not refreshed: %s", chat_id, error)
 
     def _serve(self, chat_id: uuid.UUID, change: int) -> None:
         """Count this process's sockets per chat; sweep those chats while there are any (one task per loop)."""
-        served = self._loops.setdefault(asyncio.get_running_loop(), _Served())
+        served = self._served()
         served.sockets[chat_id] = served.sockets.get(chat_id, 0) + change
         if served.sockets[chat_id] <= 0:
             del served.sockets[chat_id]
@@ -158,15 +210,13 @@ class Presence:
                 try:
                     gone = await self.slots.redis().eval(SWEEP, 1, self.key(chat_id), LEASE_PREFIX, EXPIRES)
                     await self.announce_left(chat_id, _names(gone))
-                except (RedisError, OSError) as error:
+                except LAYER_ERRORS as error:
                     logger.warning("presence sweep of chat %s failed: %s", chat_id, error)
 
 
-async def announce(chat_id: uuid.UUID, username: str, frame_type: str) -> None:
-    frame = {"type": frame_type, "chat_id": str(chat_id), "username": username}
-    await get_channel_layer().group_send(
-        chat_group(chat_id), {"type": "chat.presence", "username": username, "frame": render(frame)}
-    )
+async def send_to_chat(chat_id: uuid.UUID, frame: str, about: str | None) -> None:
+    """A rendered frame to every socket of the chat but those of the user it is `about` (None: to all)."""
+    await get_channel_layer().group_send(chat_group(chat_id), {"type": "chat.presence", "username": about, "frame": frame})
 
 
 

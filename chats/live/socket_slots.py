@@ -28,6 +28,11 @@ logger = logging.getLogger(__name__)
 
 COUNT_EXPIRES = 24 * 3600  # a user's hash outlives no process by long; an idle user's goes away
 LEASE_PREFIX = "chat:ws-process:"
+# What the channel layer, the socket counts and presence raise while Redis is away or restarting. RuntimeError
+# too: just after a restart, channels-redis's receive task and a new subscription can both reconnect the layer's
+# one pub/sub connection, and asyncio refuses the second reader ("readuntil() called while another coroutine is
+# already waiting").
+LAYER_ERRORS = (redis.RedisError, OSError, RuntimeError)
 POOL_WAIT_SECONDS = 10  # how long a socket waits for one of the process's Redis connections before failing
 
 # Count the sockets of live processes (dropping dead ones), then take one if under the cap. The lease keys

@@ -23,7 +23,7 @@ from rest_framework.authtoken.models import Token
 from chats.adapters import participant_of
 from chats.bootstrap import mediator
 from chats.live import presence as presence_module
-from chats.live.presence import Presence, announce
+from chats.live.presence import Presence
 from chats.live.socket_slots import LEASE_PREFIX, ProcessLease, SocketSlots
 from chats.models import Chat, OutboxEvent
 from messaging_domain.commands import AddMemberCommand, CreateChatCommand
@@ -281,6 +281,36 @@ async def test_presence_joined_goes_out_for_a_users_first_socket_and_left_for_th
     await cids.disconnect()
 
 
+def online_list(chat, *usernames: str) -> dict:
+    return {"type": "presence", "chat_id": str(chat.id), "online": sorted(usernames)}
+
+
+async def test_past_the_crowd_size_joins_and_leaves_go_out_as_one_fresh_list_per_interval(chat, tokens, channel_layer, settings):
+    """N users arriving at once would otherwise cost N²/2 frames; a crowd gets a list per interval instead."""
+    settings.CHAT_WS_PRESENCE_CROWD = 2
+    settings.CHAT_WS_PRESENCE_REFRESH_SECONDS = 1.0
+    anns, _ = await stream(chat, tokens["ann"])
+    bobs, _ = await stream(chat, tokens["bob"])
+    assert await received(anns) == [presence_change(chat, "joined", "bob")]  # two online: not a crowd yet
+    await received(bobs)
+
+    arrivals = [(await stream(chat, tokens[name]))[0] for name in ("cid", "dan", "zed")]  # well within a second
+
+    everyone = online_list(chat, "ann", "bob", "cid", "dan", "zed")
+    assert await received(anns, 1.5) == [everyone]  # one frame for three arrivals, no presence.joined
+    assert await received(bobs, 0.5) == [everyone]
+    assert everyone in await received(arrivals[0], 0.5)  # the newcomers too (the list is about nobody)
+
+    for communicator in arrivals[1:]:
+        await communicator.disconnect()
+    assert await received(anns, 1.5) == [online_list(chat, "ann", "bob", "cid")]  # one frame for two leaving
+    await arrivals[0].disconnect()  # cid leaves a chat of three: counting her, a crowd still
+    assert await received(anns, 1.5) == [online_list(chat, "ann", "bob")]
+    await bobs.disconnect()  # two online counting bob: not a crowd, announced one by one again
+    assert await received(anns) == [presence_change(chat, "left", "bob")]
+    await anns.disconnect()
+
+
 async def test_a_refused_socket_is_never_online(ann, tokens, channel_layer):
     chat = await sync_to_async(mediator.handle_command)(
         CreateChatCommand(title="Secret", owner=participant_of(ann), visibility="private"))
@@ -326,9 +356,9 @@ async def test_the_sockets_of_a_dead_web_process_leave_presence_once_at_the_next
     anns, _ = await stream(chat, tokens["ann"])  # served here: this process sweeps the chat
     dead, other_live = dead_process(), another_process()  # and so does other_live, which serves eve
     assert await dead.enter(chat.id, "dan") == (True, ["ann", "dan"])
-    await announce(chat.id, "dan", "presence.joined")  # as dan's socket there did
+    await dead.announce(chat.id, "dan", "presence.joined", online=2)  # as dan's socket there did
     assert await other_live.enter(chat.id, "eve") == (True, ["ann", "dan", "eve"])
-    await announce(chat.id, "eve", "presence.joined")
+    await other_live.announce(chat.id, "eve", "presence.joined", online=3)
     bobs, online = await stream(chat, tokens["bob"])
     assert online == ["ann", "bob", "dan", "eve"]
     assert await received(anns) == [presence_change(chat, "joined", name) for name in ("dan", "eve", "bob")]
@@ -354,7 +384,7 @@ async def test_a_user_with_a_socket_in_a_live_process_stays_online_when_another_
     anns, _ = await stream(chat, tokens["ann"])
     dead = dead_process()
     assert await dead.enter(chat.id, "bob") == (True, ["ann", "bob"])
-    await announce(chat.id, "bob", "presence.joined")
+    await dead.announce(chat.id, "bob", "presence.joined", online=2)
     bobs, online = await stream(chat, tokens["bob"])  # not bob's first socket: no second presence.joined
     assert online == ["ann", "bob"]
     assert await received(anns) == [presence_change(chat, "joined", "bob")]
@@ -371,7 +401,7 @@ async def test_a_socket_opening_after_a_process_died_announces_the_users_that_le
     anns, _ = await stream(chat, tokens["ann"])  # sweeps an hour apart: only the next socket can notice
     dead = dead_process()
     await dead.enter(chat.id, "dan")
-    await announce(chat.id, "dan", "presence.joined")
+    await dead.announce(chat.id, "dan", "presence.joined", online=2)
     assert await received(anns) == [presence_change(chat, "joined", "dan")]
 
     await kill(dead)

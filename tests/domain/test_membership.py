@@ -428,6 +428,7 @@ def test_a_newcomer_who_joins_by_posting_has_read_up_to_their_message(mediator, 
 
     posted = post(mediator, chat, bob, "hello")
 
+    assert posted.created and posted.message.seq == 3
     joined, created = new_events(database, published, before)  # no chat.read
     assert isinstance(joined, MemberJoinedEvent) and isinstance(created, NewMessageReceivedEvent)
     assert joined.member.user == bob and joined.member.last_read_seq == joined.chat.last_seq == 2  # at joining

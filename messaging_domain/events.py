@@ -36,8 +36,9 @@ class Event:
 
 
 @dataclass(frozen=True, kw_only=True)
-class NewChatCreatedEvent(Event):
-    event_type: ClassVar[str] = "chat.created"
+class ChatEvent(Event):
+    """An event that carries the chat as the change left it: the chat's id and version are the event's."""
+
     chat: Chat
 
     @property
@@ -50,8 +51,9 @@ class NewChatCreatedEvent(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
-class NewMessageReceivedEvent(Event):
-    event_type: ClassVar[str] = "message.created"
+class MessageEvent(Event):
+    """An event about one message, as the change left it: the message knows its chat and the version it made."""
+
     message: Message
 
     @property
@@ -64,78 +66,57 @@ class NewMessageReceivedEvent(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
-class MessageEditedEvent(Event):
-    event_type: ClassVar[str] = "message.edited"
-    message: Message  # after the edit
+class MemberEvent(ChatEvent):
+    """A member came or went: `member` says whose sockets it goes to, `chat` is as it is after (its
+    member_count counts the member or not)."""
 
-    @property
-    def chat_id(self) -> UUID:
-        return self.message.chat_id
-
-    @property
-    def version(self) -> int:
-        return self.message.version
+    member: Membership
 
 
 @dataclass(frozen=True, kw_only=True)
-class MessageDeletedEvent(Event):
+class NewChatCreatedEvent(ChatEvent):
+    event_type: ClassVar[str] = "chat.created"
+
+
+@dataclass(frozen=True, kw_only=True)
+class NewMessageReceivedEvent(MessageEvent):
+    event_type: ClassVar[str] = "message.created"
+
+
+@dataclass(frozen=True, kw_only=True)
+class MessageEditedEvent(MessageEvent):
+    """`message` as it is after the edit."""
+
+    event_type: ClassVar[str] = "message.edited"
+
+
+@dataclass(frozen=True, kw_only=True)
+class MessageDeletedEvent(MessageEvent):
+    """`message` is the tombstone."""
+
     event_type: ClassVar[str] = "message.deleted"
-    message: Message  # the tombstone
     deleted_by: str
 
-    @property
-    def chat_id(self) -> UUID:
-        return self.message.chat_id
-
-    @property
-    def version(self) -> int:
-        return self.message.version
-
 
 @dataclass(frozen=True, kw_only=True)
-class ChatDeletedEvent(Event):
+class ChatDeletedEvent(ChatEvent):
     event_type: ClassVar[str] = "chat.deleted"
-    chat: Chat
     deleted_by: str
     member_ids: tuple[int, ...] = ()  # who belonged to it, so a private chat leaves exactly their lobbies
 
-    @property
-    def chat_id(self) -> UUID:
-        return self.chat.id
-
-    @property
-    def version(self) -> int:
-        return self.chat.version
-
 
 @dataclass(frozen=True, kw_only=True)
-class MemberJoinedEvent(Event):
+class MemberJoinedEvent(MemberEvent):
+    """`chat` as it is with the member in it (member_count counts them)."""
+
     event_type: ClassVar[str] = "member.joined"
-    chat: Chat  # as it is with the member in it (member_count counts them)
-    member: Membership
-
-    @property
-    def chat_id(self) -> UUID:
-        return self.chat.id
-
-    @property
-    def version(self) -> int:
-        return self.chat.version
 
 
 @dataclass(frozen=True, kw_only=True)
-class MemberLeftEvent(Event):
+class MemberLeftEvent(MemberEvent):
+    """`chat` as it is without the member."""
+
     event_type: ClassVar[str] = "member.left"
-    chat: Chat  # as it is without the member
-    member: Membership
-
-    @property
-    def chat_id(self) -> UUID:
-        return self.chat.id
-
-    @property
-    def version(self) -> int:
-        return self.chat.version
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,4 +1,4 @@
-"""What the websocket tests share: ann's token, and a chat she owns."""
+"""What the websocket tests share: ann, bob and cid with their tokens, and a chat ann owns."""
 
 import pytest
 from rest_framework.authtoken.models import Token
@@ -16,3 +16,23 @@ def token(ann):
 @pytest.fixture
 def chat(ann):
     return mediator.handle_command(CreateChatCommand(title="Lunch", owner=participant_of(ann)))
+
+
+@pytest.fixture
+def bob(make_user):
+    return make_user("bob")
+
+
+@pytest.fixture
+def bob_token(bob):
+    return Token.objects.create(user=bob).key
+
+
+@pytest.fixture
+def cid(make_user):
+    return make_user("cid")
+
+
+@pytest.fixture
+def cid_token(cid):
+    return Token.objects.create(user=cid).key

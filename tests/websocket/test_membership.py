@@ -7,7 +7,6 @@ tests/forwarder/), on the real Redis channel layer.
 
 import pytest
 from asgiref.sync import sync_to_async
-from rest_framework.authtoken.models import Token
 
 from chats.adapters import participant_of
 from chats.bootstrap import mediator
@@ -35,26 +34,6 @@ pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 def no_position_checks(settings):
     """Live routing only; the position check's part (a lost member.left) has its own test below."""
     settings.CHAT_WS_POSITION_CHECK_SECONDS = 3600
-
-
-@pytest.fixture
-def bob(make_user):
-    return make_user("bob")
-
-
-@pytest.fixture
-def bob_token(bob):
-    return Token.objects.create(user=bob).key
-
-
-@pytest.fixture
-def cid(make_user):
-    return make_user("cid")
-
-
-@pytest.fixture
-def cid_token(cid):
-    return Token.objects.create(user=cid).key
 
 
 @sync_to_async

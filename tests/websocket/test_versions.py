@@ -9,7 +9,6 @@ Commands go through the mediator (real PostgreSQL); their events are routed as f
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
-from rest_framework.authtoken.models import Token
 
 from chats.adapters import participant_of
 from chats.bootstrap import mediator
@@ -36,21 +35,6 @@ CHANGES = {"message.created", "message.edited", "message.deleted", "member.joine
 def no_position_checks(settings):
     """Live frames and their gap fills only; the position check has its own test (it sets a short interval)."""
     settings.CHAT_WS_POSITION_CHECK_SECONDS = 3600
-
-
-@pytest.fixture
-def bob(make_user):
-    return make_user("bob")
-
-
-@pytest.fixture
-def bob_token(bob):
-    return Token.objects.create(user=bob).key
-
-
-@pytest.fixture
-def cid(make_user):
-    return make_user("cid")
 
 
 @pytest.fixture

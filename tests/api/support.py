@@ -1,4 +1,11 @@
-"""Assertions and walks that the API tests share."""
+"""Assertions, walks and races that the API tests share."""
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from django.db import connection
+from rest_framework.test import APIClient
 
 from chats.models import Chat, Membership, Message, OutboxEvent
 
@@ -63,3 +70,56 @@ def walk(api, url: str) -> list[list[dict]]:
         url = body["next"]
         assert len(pages) < 100, "next never became null"
     return pages
+
+
+# --- races ----------------------------------------------------------------------------------------
+
+
+def hold_at_once(monkeypatch, api_module, late: type | None = None) -> None:
+    """From now on the next two requests through `api_module` reach their command together (a barrier in front
+    of its mediator), the one whose command is a `late` a moment after the other: the race a test stages."""
+    barrier = threading.Barrier(2)
+    real_mediator = api_module.mediator
+
+    class AtOnce:
+        def handle_command(self, command):
+            barrier.wait(timeout=30)
+            if late is not None and isinstance(command, late):
+                time.sleep(0.15)
+            return real_mediator.handle_command(command)
+
+    monkeypatch.setattr(api_module, "mediator", AtOnce())
+
+
+def pause_after_reads(monkeypatch, repository: type, seconds: float) -> None:
+    """Every `repository.get` is followed by a pause: time for the other request to read the same row, which
+    only the chat's row lock keeps it from doing before this one writes."""
+    read = repository.get
+
+    def slow_read(self, *args, **kwargs):
+        found = read(self, *args, **kwargs)
+        time.sleep(seconds)
+        return found
+
+    monkeypatch.setattr(repository, "get", slow_read)
+
+
+def at_once(*requests) -> list:
+    """Runs each request (a callable) in a thread of its own; their responses, or what they raised."""
+
+    def run(request):
+        try:
+            return request()
+        except Exception as error:  # asserted on by the test
+            return error
+        finally:
+            connection.close()  # each thread has its own database connection
+
+    with ThreadPoolExecutor(max_workers=len(requests)) as pool:
+        return list(pool.map(run, requests))
+
+
+def own_client(make_client, user) -> APIClient:
+    api = make_client(user)
+    api.raise_request_exception = False  # a 500 is an answer to assert on, not an exception in a thread
+    return api

@@ -3,21 +3,26 @@ read positions, and the outbox rows each accepted change writes. Every refusal i
 chats, messages, outbox and memberships (`database_state`)."""
 
 import json
-import threading
-import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.db import connection
 from django.db.models import ProtectedError
 
 from chats import adapters
 from chats.api import members as members_api
 from chats.models import Chat, Membership, OutboxEvent
-from tests.api.support import assert_error, database_state, membership_rows, walk
+from tests.api.support import (
+    assert_error,
+    at_once,
+    database_state,
+    hold_at_once,
+    membership_rows,
+    own_client,
+    pause_after_reads,
+    walk,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -1026,45 +1031,10 @@ def race(monkeypatch):
     the chat's row lock both would read "not a member" (or "a member") before either wrote, and both would write."""
 
     def arm() -> None:
-        barrier = threading.Barrier(2)
-        real_mediator = members_api.mediator
-        read_membership = adapters.DjangoMembershipRepository.get
-
-        class AtOnce:
-            def handle_command(self, command):
-                barrier.wait(timeout=30)
-                return real_mediator.handle_command(command)
-
-        def slow_read(self, chat_id, user_id):
-            found = read_membership(self, chat_id, user_id)
-            time.sleep(0.2)
-            return found
-
-        monkeypatch.setattr(members_api, "mediator", AtOnce())
-        monkeypatch.setattr(adapters.DjangoMembershipRepository, "get", slow_read)
+        hold_at_once(monkeypatch, members_api)
+        pause_after_reads(monkeypatch, adapters.DjangoMembershipRepository, 0.2)
 
     return arm
-
-
-def at_once(*requests) -> list:
-    """Runs each request (a callable) in a thread of its own; their responses, or what they raised."""
-
-    def run(request):
-        try:
-            return request()
-        except Exception as error:  # asserted on by the test
-            return error
-        finally:
-            connection.close()  # each thread has its own database connection
-
-    with ThreadPoolExecutor(max_workers=len(requests)) as pool:
-        return list(pool.map(run, requests))
-
-
-def own_client(make_client, user):
-    api = make_client(user)
-    api.raise_request_exception = False  # a 500 is an answer to assert on, not an exception in a thread
-    return api
 
 
 @pytest.mark.django_db(transaction=True)

@@ -4,21 +4,25 @@ each request writes, and an edit racing a delete. Every refusal is checked to ch
 chats with their versions, memberships, messages with their text, edited_at, deleted and version, the outbox).
 """
 
-import threading
-import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from django.db import connection
 from rest_framework.test import APIClient
 
 from chats import adapters
 from chats.api import messages as messages_api
 from chats.models import Chat, Message, OutboxEvent
 from messaging_domain.commands import DeleteMessageCommand, EditMessageCommand
-from tests.api.support import assert_error, database_state, walk
+from tests.api.support import (
+    assert_error,
+    at_once,
+    database_state,
+    hold_at_once,
+    own_client,
+    pause_after_reads,
+    walk,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -603,47 +607,10 @@ def race(monkeypatch):
     the message as it was before either wrote, and both would write."""
 
     def arm(late=None) -> None:
-        barrier = threading.Barrier(2)
-        real_mediator = messages_api.mediator
-        read_message = adapters.DjangoMessageRepository.get
-
-        class AtOnce:
-            def handle_command(self, command):
-                barrier.wait(timeout=30)
-                if late is not None and isinstance(command, late):
-                    time.sleep(0.15)
-                return real_mediator.handle_command(command)
-
-        def slow_read(self, chat_id, seq):
-            found = read_message(self, chat_id, seq)
-            time.sleep(0.3)
-            return found
-
-        monkeypatch.setattr(messages_api, "mediator", AtOnce())
-        monkeypatch.setattr(adapters.DjangoMessageRepository, "get", slow_read)
+        hold_at_once(monkeypatch, messages_api, late=late)
+        pause_after_reads(monkeypatch, adapters.DjangoMessageRepository, 0.3)
 
     return arm
-
-
-def at_once(*requests) -> list:
-    """Runs each request (a callable) in a thread of its own; their responses, or what they raised."""
-
-    def run(request):
-        try:
-            return request()
-        except Exception as error:  # asserted on by the test
-            return error
-        finally:
-            connection.close()  # each thread has its own database connection
-
-    with ThreadPoolExecutor(max_workers=len(requests)) as pool:
-        return list(pool.map(run, requests))
-
-
-def own_client(make_client, user) -> APIClient:
-    api = make_client(user)
-    api.raise_request_exception = False  # a 500 is an answer to assert on, not an exception in a thread
-    return api
 
 
 @pytest.mark.django_db(transaction=True)

@@ -1,13 +1,16 @@
-"""On SQLite, write transactions queue on a file lock (chats/runtime/sqlite/base.py) held from BEGIN to COMMIT."""
+"""On SQLite (chats/runtime/sqlite/base.py), write transactions queue on a file lock held from BEGIN to COMMIT, and
+closed connections wait for the next request instead of being opened again."""
 
 import fcntl
 import os
+import sqlite3
 import threading
 
 import pytest
 from django.db import connection, transaction
 
 from chats import models
+from chats.runtime.sqlite.base import idle_connections
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -63,3 +66,47 @@ def test_a_second_writer_waits_for_the_first_and_then_writes():
         order.append("first")
     thread.join(timeout=30)
     assert order == ["first", "second"]
+
+
+def sqlite_handle():
+    """The sqlite3 connection under Django's, opened if need be."""
+    connection.ensure_connection()
+    return connection.connection
+
+
+def test_a_closed_connection_is_kept_for_the_next_request_even_in_another_thread():
+    """Under ASGI each request's view runs in a thread of its own: without this, every request opened SQLite anew."""
+    first = sqlite_handle()
+    connection.close()
+    taken = []
+
+    def next_request() -> None:
+        taken.append(sqlite_handle())
+        assert models.OutboxEvent.objects.count() == 0  # and it works
+        connection.close()
+
+    thread = threading.Thread(target=next_request)
+    thread.start()
+    thread.join()
+    assert taken == [first]
+
+
+def test_a_connection_closed_inside_a_transaction_is_not_kept():
+    with transaction.atomic():
+        inside = sqlite_handle()
+        connection.close()  # Django marks the block to roll back; this connection must not serve anyone else
+    assert sqlite_handle() is not inside
+    assert writer_lock_is_free()
+
+
+def test_a_database_created_again_at_the_same_path_gets_connections_of_its_own(tmp_path):
+    path = str(tmp_path / "chat.sqlite3")
+    sqlite3.connect(path).close()
+    old = sqlite3.connect(path)
+    assert idle_connections.give_back(path, old)
+    os.remove(path)
+    sqlite3.connect(path).close()  # a new file, a new inode
+
+    assert idle_connections.take(path) is None
+    with pytest.raises(sqlite3.ProgrammingError):
+        old.execute("SELECT 1")  # the old file's idle connection was closed, not handed out

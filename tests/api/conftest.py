@@ -18,3 +18,13 @@ def bob(make_user):
 @pytest.fixture
 def bob_client(make_client, bob):
     return make_client(bob)
+
+
+@pytest.fixture
+def carol(make_user):
+    return make_user("carol")
+
+
+@pytest.fixture
+def carol_client(make_client, carol):
+    return make_client(carol)

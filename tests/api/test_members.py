@@ -33,16 +33,6 @@ MEMBER_FIELDS = {"username", "role", "joined_at", "last_read_seq"}
 
 
 @pytest.fixture
-def carol(make_user):
-    return make_user("carol")
-
-
-@pytest.fixture
-def carol_client(make_client, carol):
-    return make_client(carol)
-
-
-@pytest.fixture
 def mod(make_user):
     return make_user("mod", is_staff=True)
 

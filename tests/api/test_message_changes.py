@@ -34,16 +34,6 @@ VERSIONED_TYPES = {"message.created", "message.edited", "message.deleted", "memb
 
 
 @pytest.fixture
-def carol(make_user):
-    return make_user("carol")
-
-
-@pytest.fixture
-def carol_client(make_client, carol):
-    return make_client(carol)
-
-
-@pytest.fixture
 def mod_client(make_client, make_user):
     return make_client(make_user("mod", is_staff=True))
 

@@ -1,8 +1,8 @@
 """Request limits: writes per user (per client address when anonymous), registrations per client address, and
 failed logins per account and per address. Reads are not limited.
 
-Counting is a fixed-window counter in the cache: one key per (limit, client, window), created with `add` and
-counted with `incr`, which are atomic on Redis (SET NX, INCR) and under a lock in the local-memory cache. So
+Counting is a fixed-window counter in the cache: one key per (limit, client, window), created and counted
+atomically, on Redis in one round trip (SET NX, INCR in a MULTI), in the local-memory cache under its lock. So
 concurrent requests never undercount, as DRF's `SimpleRateThrottle` does: it reads the client's history, then
 writes it back, and requests in between are lost (~810 accepted against 600/minute). The price of a fixed
 window is that a client can spend its whole allowance just before a window ends and again just after: at most
@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import redis
 from django.conf import settings
 from django.core.cache import cache
+from django.core.cache.backends.redis import RedisCacheClient
 from rest_framework.permissions import SAFE_METHODS
 from rest_framework.throttling import SimpleRateThrottle
 
@@ -86,10 +87,16 @@ def current_window(key: str, duration: int) -> Window:
 def count(window: Window, duration: int) -> int:
     """Adds one to the window's counter and returns it.
 
-    The key lives for two windows, so it cannot expire between `add` and `incr` (Django's RedisCache.incr
-    checks that the key exists, then increments it: an expiry in between would leave a counter without a
-    timeout). It can still vanish (evicted, the cache cleared): then it is created again.
+    The key lives for two windows, so it cannot expire between its creation and the increment. On Redis both go
+    in one round trip (SET NX with the timeout, then INCR, in one MULTI): Django's `add` and `incr` cost three
+    (`incr` asks whether the key exists first), each a wait in the request's thread. Elsewhere (the local-memory
+    cache) `add` then `incr`; a key that vanished in between (evicted, the cache cleared) is created again.
     """
+    client = _redis_client(window.key)
+    if client is not None:
+        key = cache.make_and_validate_key(window.key)
+        _, counted = client.pipeline(transaction=True).set(key, 0, ex=2 * duration, nx=True).incr(key).execute()
+        return counted
     for _ in range(2):
         cache.add(window.key, 0, timeout=2 * duration)
         try:
@@ -97,6 +104,14 @@ def count(window: Window, duration: int) -> int:
         except ValueError:
             continue
     return 1
+
+
+def _redis_client(key: str) -> redis.Redis | None:
+    """The Redis client Django's RedisCache would use for `key` (its `_cache` is private, so looked up with care);
+    None for any other cache. Integers are stored as themselves there, so `cache.get` reads what INCR counted."""
+    backend = getattr(cache, "_cache", None)
+    get_client = getattr(backend, "get_client", None)
+    return get_client(key, write=True) if get_client is not None and isinstance(backend, RedisCacheClient) else None
 
 
 class FixedWindowRateThrottle(SimpleRateThrottle):

@@ -6,6 +6,8 @@ import threading
 import uuid
 
 import pytest
+import redis
+from django.core.cache import cache
 from django.db import connection
 from django.test import Client, RequestFactory
 from rest_framework.authtoken.models import Token
@@ -108,6 +110,27 @@ def test_forty_concurrent_posts_against_twenty_a_minute_accept_exactly_twenty(re
     assert 0 < int(refused["Retry-After"]) <= 60
     bob = make_client(make_user("bob"))  # counted on his own
     assert bob.post(f"/api/chats/{chat.id}/messages/", {"text": "hi"}, format="json").status_code == 201
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_counted_request_costs_one_round_trip_and_its_counter_expires_after_two_windows(redis_cache, rates, ann, redis_server):
+    """The counter is made and counted in one MULTI: no EXISTS before INCR, as Django's cache.incr would send."""
+    rates(writes="20/minute")
+    chat = mediator.handle_command(CreateChatCommand(title="Counted", owner=participant_of(ann)))
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=ann).key}")
+    server = redis.Redis.from_url(f"redis://{redis_server.address}/0")
+    before = server.info("commandstats")
+
+    assert api.post(f"/api/chats/{chat.id}/messages/", {"text": "one"}, format="json").status_code == 201
+
+    after = server.info("commandstats")
+    calls = {name: after.get(f"cmdstat_{name}", {}).get("calls", 0) - before.get(f"cmdstat_{name}", {}).get("calls", 0)
+             for name in ("multi", "exec", "set", "incrby", "exists")}
+    assert calls == {"multi": 1, "exec": 1, "set": 1, "incrby": 1, "exists": 0}
+    window = throttling.current_window(WriteRateThrottle.cache_format % {"scope": "writes", "ident": ann.pk}, 60)
+    assert cache.get(window.key) == 1  # what INCR counted, as the cache reads it
+    assert 60 < server.ttl(cache.make_and_validate_key(window.key)) <= 120
 
 
 # --- the client's address ---------------------------------------------------------------------------

@@ -446,7 +446,11 @@ class ChatStreamConsumer(EventStreamConsumer):
         await self.end(CLOSE_LAGGING)
 
     def is_behind(self, position: ChatPosition) -> bool:
-        return position.version > self.sent_version if self.by_version else position.last_seq > self.sent_seq
+        """Behind `position` with nothing queued here that would take it there. Frames waiting in this process
+        fill the gap themselves (a lost one among them shows as a gap in the next); reading the database for every
+        socket of a busy chat instead made a busy web process slower the busier it got."""
+        behind = position.version > self.sent_version if self.by_version else position.last_seq > self.sent_seq
+        return behind and self.backlog() == 0
 
     async def catch_up(self, position: ChatPosition | None) -> None:
         """From chats.live.positions: the chat was at `position` an interval ago, or is gone (None)."""

@@ -7,10 +7,10 @@ Origin, like scripts with ?token=, go on to authenticate (chats.live.middleware)
 
 import os
 
-from django.core.asgi import get_asgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatproject.settings")
-django_asgi_app = get_asgi_application()
+django.setup(set_prefix=False)  # as django.core.asgi.get_asgi_application does
 
 # Imported after Django is set up: they load models.
 from channels.auth import AuthMiddlewareStack  # noqa: E402
@@ -18,10 +18,11 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from chats.live.middleware import BrowserOriginValidator, TokenAuthMiddleware  # noqa: E402
 from chats.live.routing import websocket_urlpatterns  # noqa: E402
+from chats.runtime.django_handler import OneThreadASGIHandler  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": OneThreadASGIHandler(),
         "websocket": BrowserOriginValidator(AuthMiddlewareStack(TokenAuthMiddleware(URLRouter(websocket_urlpatterns)))),
     }
 )

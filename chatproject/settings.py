@@ -251,7 +251,7 @@ CHAT_WS_POSITION_CHECK_SECONDS = float(os.environ.get("CHAT_WS_POSITION_CHECK_SE
 # Typing (chats.live.typing): at most one `typing` per user per chat this often, and at most this many per
 # chat per second from one web process (a burst of typists must not crowd out the chat's messages).
 CHAT_WS_TYPING_INTERVAL_SECONDS = float(os.environ.get("CHAT_WS_TYPING_INTERVAL_SECONDS", "2"))
-CHAT_WS_TYPING_PER_CHAT_PER_SECOND = int(os.environ.get("CHAT_WS_TYPING_PER_CHAT_PER_SECOND", "5"))
+CHAT_WS_TYPING_PER_CHAT_PER_SECOND = int(os.environ.get("CHAT_WS_TYPING_PER_CHAT_PER_SECOND", "2"))
 # Presence (chats.live.presence): each web process sweeps the presence of its chats this often, so that the
 # sockets of a dead process leave it within CHAT_WS_SOCKET_LEASE_SECONDS plus this.
 CHAT_WS_PRESENCE_SWEEP_SECONDS = float(os.environ.get("CHAT_WS_PRESENCE_SWEEP_SECONDS", "10"))

@@ -5,7 +5,7 @@ Issue 12: "a typing burst of 100 users in one chat must not slow message deliver
 (bench/scenarios/latency_clients.py); one poster at 5 msg/s; POST -> frame measured as in scenario 3 (receive
 time minus the POST's send time, matched by seq). Without typing, and with every one of the 100 subscribers
 sending `{"type": "typing"}` every ~1 s (±10 %, from a random moment), which the web process gates (one per
-user per chat per 2 s, five per chat per second per web process: CHAT_WS_TYPING_*) and sends to the other 99
+user per chat per 2 s, two per chat per second per web process: CHAT_WS_TYPING_*) and sends to the other 99
 sockets over the channel layer.
 
 The two conditions take turns in rounds, the order swapping each round, so that a machine getting busier or

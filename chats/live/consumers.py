@@ -10,6 +10,8 @@ neither can show through.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 import re
 import time
@@ -18,7 +20,9 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from channels.layers import get_channel_layer
 from django.conf import settings
 
 from chats.json_input import parse_json
@@ -74,9 +78,27 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
     limits, error frames, event dispatch, and leaving every group joined."""
 
     slots = SocketSlots()
-    holds_slot = False
     kind = ""  # the metrics' label: "lobby" or "chat"
-    counted_open = False
+    groups = ()  # Channels' own joining of `groups` is unused (see join): no empty list per socket
+
+    def __init__(self, *args, **kwargs) -> None:
+        # Every attribute a socket holds is set here, first and in one order. CPython 3.11 shares one table of
+        # attribute names among the instances of a class, but only takes in names while few instances exist:
+        # an attribute first set later (after an await, with hundreds of sockets opening) makes every socket
+        # keep its attributes in a dict of its own instead, ~600 bytes more per socket.
+        super().__init__(*args, **kwargs)
+        self.scope: dict[str, Any] | None = None
+        self.base_send = None
+        self.channel_layer = None
+        self.channel_name = ""
+        self.one_at_a_time: asyncio.Lock | None = None  # held while a message is dispatched
+        self.at_the_lock = 0  # messages dispatched or waiting to be
+        self.accepted = False
+        self.counted_open = False
+        self.holds_slot = False
+        self.user_id: int | None = None
+        self.budget: FrameBudget | None = None  # made at the client's first frame: many sockets never send one
+        self.joined: list[str] = []
 
     # Live events and the frames clients send never touch the database on the way through, so they skip
     # Channels' per-message hop to a worker thread that closes stale database connections. That thread is the
@@ -101,8 +123,6 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
 
     async def admit(self) -> bool:
         """Check who connects; on success join the group of the credential they used and return True."""
-        self.joined: list[str] = []
-        self.budget = FrameBudget(settings.CHAT_WS_FRAMES_PER_SECOND, settings.CHAT_WS_FRAME_BURST)
         user = self.scope.get("user")
         if self.scope.get("token_refused"):
             await self.reject(
@@ -133,20 +153,74 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
         self.joined.append(group)
 
     async def __call__(self, scope, receive, send) -> None:
+        """Channels' `AsyncConsumer.__call__`, with a loop that costs less per open socket, and what the socket
+        holds given back however it ends.
+
+        As in Channels, what the client sends and what the channel layer delivers are dispatched one message
+        at a time, in the order they are taken. Channels' loop (`await_many_dispatch`) waits with a task per
+        source and an `asyncio.wait` per message, and keeps the last message: ~2 KB of every idle socket, and
+        a new task per frame. Here the socket's own task waits for the client, one task for the channel layer
+        (`read_layer`), and a lock keeps their dispatches apart (`dispatch_one_at_a_time`).
+        """
         # daphne cancels consumers at shutdown without calling disconnect(), and a consumer that raises
-        # never reaches it: what a socket holds is given back however it ends. (A process that dies gives
-        # nothing back; its socket lease expires instead, see chats.live.socket_slots.)
+        # never reaches it, hence `finally`. (A process that dies gives nothing back; its socket lease
+        # expires instead, see chats.live.socket_slots.)
+        self.scope, self.base_send = scope, send
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        layer = None
         try:
-            await super().__call__(scope, receive, send)
+            self.channel_name = await self.channel_layer.new_channel()
+            layer = asyncio.ensure_future(self.read_layer())
+            layer.add_done_callback(functools.partial(self.layer_ended, asyncio.current_task()))
+            while not layer.done():
+                try:
+                    await self.dispatch_one_at_a_time(await receive())
+                except asyncio.CancelledError:
+                    if not layer.done() or layer.cancelled():
+                        raise  # daphne cancelled the socket
+                    asyncio.current_task().uncancel()  # layer_ended did, to end the socket with the layer's error
+            layer.result()
+        except StopConsumer:
+            pass
         except LAYER_ERRORS as error:
             # Channels opens this socket's channel on the layer before the handshake is even read; with
             # Redis away that fails outside websocket_connect, and daphne would answer the handshake 500.
-            if getattr(self, "accepted", False):
+            if self.accepted:
                 raise
             logger.warning("socket refused while Redis is unavailable: %s", error)
             await self.refuse_unavailable(receive, send)
         finally:
+            if layer is not None and not layer.done():
+                layer.cancel()  # the layer closes the socket's channel as its receive is cancelled
+                with contextlib.suppress(asyncio.CancelledError):
+                    await layer
             await self.release()
+
+    async def read_layer(self) -> None:
+        while True:
+            await self.dispatch_one_at_a_time(await self.channel_layer.receive(self.channel_name))
+
+    def layer_ended(self, socket: asyncio.Task, layer: asyncio.Task) -> None:
+        """Only an exception (StopConsumer too) ends `read_layer`, and it ends the socket, as in Channels: at
+        once if the socket's task is waiting for the client (or for the lock), else when its dispatch returns."""
+        if not layer.cancelled() and not (self.one_at_a_time is not None and self.one_at_a_time.locked()):
+            socket.cancel()
+
+    async def dispatch_one_at_a_time(self, message: dict[str, Any]) -> None:
+        # The lock exists only while a message is dispatched or waits to be: an asyncio.Lock keeps the deque of
+        # its first contention (760 bytes) for good, and most sockets meet one as they connect (presence frames
+        # arrive while the handshake reads the database).
+        if self.one_at_a_time is None:
+            self.one_at_a_time = asyncio.Lock()
+        lock = self.one_at_a_time
+        self.at_the_lock += 1
+        try:
+            async with lock:
+                await self.dispatch(message)
+        finally:
+            self.at_the_lock -= 1
+            if not self.at_the_lock:
+                self.one_at_a_time = None
 
     @staticmethod
     async def refuse_unavailable(receive, send) -> None:
@@ -163,7 +237,7 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
 
     async def release(self) -> None:
         """Leave every group and give the socket slot back; safe to call twice."""
-        joined, self.joined = getattr(self, "joined", []), []
+        joined, self.joined = self.joined, []
         if self.counted_open:
             self.counted_open = False
             OPEN_SOCKETS[self.kind].dec()
@@ -224,7 +298,7 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
 
         The handshake is accepted first: a close before accepting reaches the client as a bare HTTP 403.
         """
-        if not getattr(self, "accepted", False):
+        if not self.accepted:
             await self.accept()
         await self.send_error(error, message)
         await self.close(code=code)
@@ -243,6 +317,8 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
         if size > settings.CHAT_WS_MAX_FRAME_BYTES:
             await self.close(code=CLOSE_TOO_BIG)
             return
+        if self.budget is None:
+            self.budget = FrameBudget(settings.CHAT_WS_FRAMES_PER_SECOND, settings.CHAT_WS_FRAME_BURST)
         if not self.budget.spend():
             await self.send_error("rate_limited", "Too many frames; slow down and reconnect.")
             await self.close(code=CLOSE_TOO_MANY)
@@ -306,18 +382,21 @@ class ChatStreamConsumer(EventStreamConsumer):
     positions = ChatPositions()
     presence = Presence(EventStreamConsumer.slots)
     typing = TypingGate()
-    present = False
     frames_in = 'A chat stream takes {"type": "ping"} and {"type": "typing"}.'
-    chat_id: uuid.UUID | None = None
-    chat_key = ""  # the chat id as events carry it
-    private = False
-    by_version = True
-    sent_version = 0
-    sent_seq = 0
-    streaming = False
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)  # which says why every attribute is set here
+        self.turn = asyncio.Lock()
+        self.chat_id: uuid.UUID | None = None
+        self.chat_key = ""  # the chat id as events carry it
+        self.private = False
+        self.by_version = True
+        self.present = False
+        self.streaming = False
+        self.sent_version = 0
+        self.sent_seq = 0
 
     async def connect(self) -> None:
-        self.turn = asyncio.Lock()
         if not await self.admit():
             return
         try:

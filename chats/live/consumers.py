@@ -26,7 +26,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 
 from chats.json_input import parse_json
-from chats.live.credentials import credential_group
+from chats.live.credentials import credential_id
 from chats.live.frame_budget import FrameBudget
 from chats.live.positions import ChatPosition, ChatPositions
 from chats.live.presence import Presence
@@ -97,6 +97,7 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
         self.counted_open = False
         self.holds_slot = False
         self.user_id: int | None = None
+        self.credential = ""  # chats.live.credentials.credential_id of what authenticated the socket
         self.budget: FrameBudget | None = None  # made at the client's first frame: many sockets never send one
         self.joined: list[str] = []
 
@@ -122,7 +123,7 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
             await self.send(text_data=message["frame"])
 
     async def admit(self) -> bool:
-        """Check who connects; on success join the group of the credential they used and return True."""
+        """Check who connects; on success join their user's group and return True."""
         user = self.scope.get("user")
         if self.scope.get("token_refused"):
             await self.reject(
@@ -141,11 +142,12 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
             return False
         self.holds_slot = True
         self.user_id = user.pk
-        await self.join(user_group(user.pk))
+        # Revoking the credential reaches the socket through its user's group (chats.live.credentials).
         if "auth_token" in self.scope:
-            await self.join(credential_group("token", self.scope["auth_token"]))
+            self.credential = credential_id("token", self.scope["auth_token"])
         else:
-            await self.join(credential_group("session", self.scope["session"].session_key))
+            self.credential = credential_id("session", self.scope["session"].session_key)
+        await self.join(user_group(user.pk))
         return True
 
     async def join(self, group: str) -> None:
@@ -251,6 +253,8 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
             logger.warning("socket %s: could not give back what it held (%s)", self.channel_name, error)
 
     async def credentials_revoked(self, message: dict[str, Any]) -> None:
+        if message.get("credential", self.credential) != self.credential:
+            return  # another credential of this user ended
         await self.send_error(
             "credentials_revoked", message.get("reason") or "You logged out or your token was revoked."
         )

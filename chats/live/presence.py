@@ -55,6 +55,16 @@ local function prune(key, prefix)
   end
   return online, gone
 end
+local function size(set)
+  local count = 0
+  for _ in pairs(set) do count = count + 1 end
+  return count
+end
+local function names(set)
+  local list = {}
+  for user, _ in pairs(set) do table.insert(list, user) end
+  return list
+end
 """
 
 ENTER = PRUNE + """
@@ -66,9 +76,7 @@ local first = online[ARGV[2]] == nil
 redis.call('HINCRBY', KEYS[1], ARGV[1] .. '|' .. ARGV[2], 1)
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 online[ARGV[2]] = 1
-local names = {}
-for user, _ in pairs(online) do table.insert(names, user) end
-return {first and 1 or 0, names, gone}
+return {first and 1 or 0, names(online), gone}
 """
 
 LEAVE = PRUNE + """
@@ -76,9 +84,7 @@ local field = ARGV[1] .. '|' .. ARGV[2]
 if redis.call('HINCRBY', KEYS[1], field, -1) <= 0 then redis.call('HDEL', KEYS[1], field) end
 local online, gone = prune(KEYS[1], ARGV[3])
 local last = online[ARGV[2]] == nil
-local count = 0
-for _ in pairs(online) do count = count + 1 end
-return {last and 1 or 0, gone, count}
+return {last and 1 or 0, gone, size(online)}
 """
 
 SWEEP = PRUNE + """
@@ -95,16 +101,12 @@ local still = {}
 for i = 2, #ARGV do
   if not online[ARGV[i]] then table.insert(still, ARGV[i]) end
 end
-local count = 0
-for _ in pairs(online) do count = count + 1 end
-return {still, count}
+return {still, size(online)}
 """
 
 ONLINE = PRUNE + """
 local online, gone = prune(KEYS[1], ARGV[1])
-local names = {}
-for user, _ in pairs(online) do table.insert(names, user) end
-return names
+return names(online)
 """
 
 

@@ -71,13 +71,18 @@ announce_outbox_rows = OutboxAnnouncer()
 
 
 class OutboxWakeup:
-    """Waits until there may be new rows: a Redis message from a writer, or the timeout."""
+    """Waits until there may be new rows: a Redis message from a writer, or the timeout.
+
+    Subscribe, look, then wait: rows committed before the subscription are found by the look that follows
+    it, rows committed after it by their signal."""
 
     def __init__(self) -> None:
         self._subscription: redis.client.PubSub | None = None
         self._redis_down = False
 
     def wait(self, timeout: float, stop) -> None:
+        """Return when a writer may have committed rows. A call that (re)subscribes returns at once: a
+        signal published before the subscription took effect is lost, so the caller looks again first."""
         try:
             if self._subscription is None:
                 self._subscription = _redis().pubsub(ignore_subscribe_messages=True)
@@ -85,6 +90,7 @@ class OutboxWakeup:
                 if self._redis_down:
                     logger.info("Redis wake-ups are back")
                     self._redis_down = False
+                return
             for step in _slices(timeout, stop):
                 if self._subscription.get_message(timeout=step) is not None:
                     while self._subscription.get_message(timeout=0) is not None:

@@ -7,6 +7,7 @@ import threading
 from collections import Counter, defaultdict
 
 import pytest
+import redis
 from django.conf import settings as django_settings
 from django.core.management import CommandError, call_command
 from django.db import connection
@@ -14,8 +15,10 @@ from django.db import connection
 from chats import models
 from chats.adapters import participant_of
 from chats.bootstrap import mediator
+from chats.pipeline.outbox_wakeup import CHANNEL, OutboxWakeup
 from chats.pipeline.relay import prune_published
 from chats.runtime.embedded import free_port, start_kafka
+from chats.runtime.worker_loop import StopFlag
 from messaging_domain.commands import (
     AddMemberCommand,
     CreateChatCommand,
@@ -282,6 +285,32 @@ def test_the_relay_wakes_on_the_writers_signal_long_before_its_poll_interval(kaf
     for burst in range(3):  # each write wakes it again, not only the first
         write_burst(ann, chats=1, messages=1, prefix=f"burst {burst}")
         wait_until(lambda: pending_count() == 0, timeout=60, message="a signal to wake the relay")
+
+
+def test_the_wakeup_returns_as_soon_as_it_has_subscribed_so_the_relay_looks_again_before_it_waits(
+    redis_server, settings
+):
+    """A commit between the relay's last look and its subscription publishes to nobody; only a look after
+    the subscription finds that row (a clean CI run waited out a 600 s poll interval on exactly that)."""
+    settings.REDIS_URL = f"redis://{redis_server.address}/0"
+    wakeup, stop = OutboxWakeup(), StopFlag(signals=())
+
+    def wait_in_thread() -> threading.Thread:
+        waiting = threading.Thread(target=wakeup.wait, args=(600, stop), daemon=True)
+        waiting.start()
+        return waiting
+
+    try:
+        first = wait_in_thread()
+        first.join(timeout=30)
+        assert not first.is_alive(), "the first wait subscribed and then waited instead of returning"
+        second = wait_in_thread()
+        assert second.is_alive()  # subscribed now: it waits for a writer
+        redis.Redis.from_url(settings.REDIS_URL).publish(CHANNEL, b"")
+        second.join(timeout=30)
+        assert not second.is_alive(), "the writer's signal did not wake the subscribed wait"
+    finally:
+        stop.set()
 
 
 @pytest.mark.django_db(transaction=True)

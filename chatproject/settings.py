@@ -239,6 +239,9 @@ if "REDIS_URL" in os.environ:
 CHAT_WS_MAX_FRAME_BYTES = int(os.environ.get("CHAT_WS_MAX_FRAME_BYTES", "4096"))
 CHAT_WS_FRAMES_PER_SECOND = float(os.environ.get("CHAT_WS_FRAMES_PER_SECOND", "5"))
 CHAT_WS_FRAME_BURST = int(os.environ.get("CHAT_WS_FRAME_BURST", "20"))
+# A socket opened with ?batch=1 gets frames that are ready together (queued behind each other, a replay's page)
+# as one {"type": "batch"} frame of at most this many bytes; under daphne's 1 MiB ceiling (chats.runtime.webserver).
+CHAT_WS_BATCH_BYTES = int(os.environ.get("CHAT_WS_BATCH_BYTES", "65536"))
 CHAT_WS_MAX_SOCKETS_PER_USER = int(os.environ.get("CHAT_WS_MAX_SOCKETS_PER_USER", "20"))
 # A web process that dies takes its sockets out of the per-user counts within this many seconds
 # (chats.live.socket_slots).

@@ -60,6 +60,8 @@ CLOSE_TRY_AGAIN = 1013  # the standard "try again later": Redis (socket counts, 
 UNAVAILABLE = "The service is briefly unavailable; reconnect."
 
 REPLAY_PAGE = 500
+BATCH_OPEN, BATCH_CLOSE = '{"type": "batch", "frames": [', "]}"  # the frames inside are rendered already
+BATCH_BYTES = len(BATCH_OPEN) + len(BATCH_CLOSE)
 # Past this many frames behind (queued in this process, or missing upstream), the client is told to
 # resume from the database instead: a resume is one indexed query, a backlog is unbounded memory.
 MAX_LAG = 1000
@@ -100,6 +102,9 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
         self.credential = ""  # chats.live.credentials.credential_id of what authenticated the socket
         self.budget: FrameBudget | None = None  # made at the client's first frame: many sockets never send one
         self.joined: list[str] = []
+        self.batching = False  # the client asked for ?batch=1
+        self.pending: list[str] | None = None  # frames of the batch being made, while one is
+        self.pending_bytes = 0
 
     # Live events and the frames clients send never touch the database on the way through, so they skip
     # Channels' per-message hop to a worker thread that closes stale database connections. That thread is the
@@ -134,6 +139,11 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
         if not (user and user.is_authenticated):
             await self.reject(CLOSE_UNAUTHENTICATED, "not_authenticated", "Log in, or connect with ?token=<key>.")
             return False
+        batch = parse_qs(self.scope.get("query_string", b"").decode(), keep_blank_values=True).get("batch", ["0"])[-1]
+        if batch not in ("0", "1"):
+            await self.reject(CLOSE_BAD_REQUEST, "invalid_batch", "batch must be 1 (frames in batches) or 0.")
+            return False
+        self.batching = batch == "1"
         if not await self.slots.take(user.pk):
             await self.reject(
                 CLOSE_TOO_MANY, "too_many_sockets",
@@ -200,7 +210,7 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
 
     async def read_layer(self) -> None:
         while True:
-            await self.dispatch_one_at_a_time(await self.channel_layer.receive(self.channel_name))
+            await self.dispatch_one_at_a_time(await self.channel_layer.receive(self.channel_name), self.batching)
 
     def layer_ended(self, socket: asyncio.Task, layer: asyncio.Task) -> None:
         """Only an exception (StopConsumer too) ends `read_layer`, and it ends the socket, as in Channels: at
@@ -208,7 +218,7 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
         if not layer.cancelled() and not (self.one_at_a_time is not None and self.one_at_a_time.locked()):
             socket.cancel()
 
-    async def dispatch_one_at_a_time(self, message: dict[str, Any]) -> None:
+    async def dispatch_one_at_a_time(self, message: dict[str, Any], with_queued: bool = False) -> None:
         # The lock exists only while a message is dispatched or waits to be: an asyncio.Lock keeps the deque of
         # its first contention (760 bytes) for good, and most sockets meet one as they connect (presence frames
         # arrive while the handshake reads the database).
@@ -218,7 +228,13 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
         self.at_the_lock += 1
         try:
             async with lock:
-                await self.dispatch(message)
+                if with_queued:  # a batching socket: this message and those queued behind it, in one batch
+                    async with self.batched():
+                        await self.dispatch(message)
+                        for queued in self.take_queued():
+                            await self.dispatch(queued)
+                else:
+                    await self.dispatch(message)
         finally:
             self.at_the_lock -= 1
             if not self.at_the_lock:
@@ -278,9 +294,52 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
     async def send(self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False) -> None:
         if text_data is not None or bytes_data is not None:
             FRAMES_SENT[self.kind].inc()
+            if self.pending is not None and text_data is not None:
+                size = len(text_data.encode())
+                if self.pending and BATCH_BYTES + self.pending_bytes + size > settings.CHAT_WS_BATCH_BYTES:
+                    await self.flush()
+                self.pending.append(text_data)
+                self.pending_bytes += size + 1  # and a comma: the batch is BATCH_BYTES + pending_bytes - 1 bytes
+                if close:
+                    await self.close()
+                return
         await super().send(text_data, bytes_data, close)
 
+    @contextlib.asynccontextmanager
+    async def batched(self):
+        """On a batching socket, the frames sent inside go out as `{"type": "batch", "frames": [...]}` transport
+        frames of at most CHAT_WS_BATCH_BYTES (a lone frame as itself), when the block ends. Only frames that
+        are ready together are batched: the block never waits for more. Nested blocks join the outer batch."""
+        if not self.batching or self.pending is not None:
+            yield
+            return
+        self.pending = []
+        try:
+            yield
+            await self.flush()
+        finally:
+            self.pending, self.pending_bytes = None, 0  # an error ends the socket: what was not sent is dropped
+
+    async def flush(self) -> None:
+        """Send the batch made so far, if any (the batch stays open for frames that follow)."""
+        frames, self.pending, self.pending_bytes = self.pending, [], 0
+        if len(frames) == 1:
+            await super().send(frames[0])
+        elif frames:
+            await super().send(BATCH_OPEN + ",".join(frames) + BATCH_CLOSE)
+
+    def take_queued(self):
+        """Messages the channel layer has already queued in this process for this socket (those queued when
+        called: a busy group cannot hold the socket's turn for ever)."""
+        queue = self.layer_queue()
+        for _ in range(queue.qsize() if queue is not None else 0):
+            if queue.empty():
+                return
+            yield self.channel_layer.deserialize(queue.get_nowait())
+
     async def close(self, code: int | bool | None = None, reason: str | None = None) -> None:
+        if self.pending:
+            await self.flush()  # the frames before the close (an error saying why, say) go first
         metrics.CLOSES.labels(str(code if isinstance(code, int) and code is not True else 1000)).inc()
         await super().close(code, reason)
 
@@ -310,9 +369,9 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
     async def send_error(self, code: str, message: str, **extra: Any) -> None:
         await self.send_json({"type": "error", "code": code, "message": message, **extra})
 
-    @classmethod
-    async def encode_json(cls, content: dict[str, Any]) -> str:
-        return render(content)  # one rendering for every frame the server sends (chats.pipeline.wire)
+    async def send_json(self, content: dict[str, Any], close: bool = False) -> None:
+        # Channels' send_json calls AsyncWebsocketConsumer.send, past this class's `send` (its count, batches).
+        await self.send(text_data=render(content), close=close)  # one rendering for every frame (chats.pipeline.wire)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         # The limit on what a client sends is kept here, not in daphne: autobahn's limits apply to the
@@ -349,9 +408,14 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
     async def chat_event(self, message: dict[str, Any]) -> None:
         raise NotImplementedError
 
+    def layer_queue(self) -> asyncio.Queue | None:
+        """What the channel layer holds in this process for this socket: the pub/sub layer keeps a queue per
+        channel (other layers, none: no backlog is seen and nothing is batched beyond one dispatch)."""
+        return getattr(self.channel_layer, "channels", {}).get(self.channel_name)
+
     def backlog(self) -> int:
-        """Frames waiting in this process for this consumer (the pub/sub layer keeps a queue per channel)."""
-        queue = getattr(self.channel_layer, "channels", {}).get(self.channel_name)
+        """Frames waiting in this process for this consumer."""
+        queue = self.layer_queue()
         return queue.qsize() if queue is not None else 0
 
 
@@ -569,9 +633,10 @@ class ChatStreamConsumer(EventStreamConsumer):
             page = await database_sync_to_async(messages_after)(self.chat_id, self.sent_seq, up_to_seq, REPLAY_PAGE)
             if not page:
                 return  # the chat was deleted meanwhile; its chat.deleted frame is on the way
-            for message in page:
-                await self.send_json(message_frame(message, event_id=None))
-                self.sent_seq = message["seq"]
+            async with self.batched():
+                for message in page:
+                    await self.send_json(message_frame(message, event_id=None))
+                    self.sent_seq = message["seq"]
 
     async def send_changes_from_database(self) -> None:
         """The current state of everything changed after `sent_version`, in version order: one frame per message
@@ -581,8 +646,9 @@ class ChatStreamConsumer(EventStreamConsumer):
         created_here: set[int] = set()  # and those this replay sent as created (a later page may show one again)
         while True:
             page = await database_sync_to_async(changes_after)(self.chat_id, self.sent_version, REPLAY_PAGE)
-            for change in page:
-                await self.send_json(change_frame(change, self.chat_key, seen_up_to, created_here))
-                self.sent_version = change.version
+            async with self.batched():
+                for change in page:
+                    await self.send_json(change_frame(change, self.chat_key, seen_up_to, created_here))
+                    self.sent_version = change.version
             if len(page) < REPLAY_PAGE:
                 return

@@ -5,7 +5,7 @@ A live event is rendered to text once, by the forwarder, and put in the group me
 the group sends that same text. With 1,000 subscribers that is one json.dumps instead of a thousand, and
 the channel layer carries a flat message instead of the nested envelope (measured in `make bench`, fan-out).
 
-Every frame the server sends is text made by `render` (the consumers' `encode_json` uses it too).
+Every frame the server sends is text made by `render` (the consumers' `send_json` uses it too).
 """
 
 from __future__ import annotations

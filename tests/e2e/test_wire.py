@@ -95,6 +95,38 @@ def test_4096_character_messages_in_cyrillic_emoji_and_ascii_reach_every_subscri
     asyncio.run(scenario())
 
 
+def test_a_batched_replay_of_4096_character_messages_comes_in_batches_under_the_byte_limit_byte_exact_through_daphne(
+    web,
+):
+    """Autobahn's size limits hold for what the server sends too (a message over them closes the socket 1011):
+    a replay's batches stay under CHAT_WS_BATCH_BYTES, whatever the texts' bytes per character."""
+    token = web.register("ann")
+    status, chat = web.call("POST", "/api/chats/", {"title": "Long, batched"}, token)
+    assert status == 201, chat
+    texts = list(LONG_TEXTS.values()) * 4  # ~115 KB of frames: more than one batch
+    for text in texts:
+        status, posted = web.call("POST", f"/api/chats/{chat['id']}/messages/", {"text": text}, token)
+        assert status == 201, posted
+
+    async def scenario():
+        async with chat_stream(web, chat["id"], token, after_version=0, batch=1) as ws:
+            raw = []
+            while sum(len(json.loads(each)["frames"]) for each in raw) < len(texts):
+                raw.append(await asyncio.wait_for(ws.recv(), RECV_TIMEOUT))
+            await ws.send(json.dumps({"type": "ping"}))
+            assert json.loads(await asyncio.wait_for(ws.recv(), RECV_TIMEOUT)) == {"type": "pong"}  # still open
+        return raw
+
+    raw = asyncio.run(scenario())
+    assert len(raw) > 1 and all(json.loads(each)["type"] == "batch" for each in raw)
+    assert max(len(each.encode()) for each in raw) <= settings.CHAT_WS_BATCH_BYTES == 65536
+    frames = [frame for each in raw for frame in json.loads(each)["frames"]]
+    assert [(frame["type"], frame["version"]) for frame in frames] == [
+        ("message.created", version) for version in range(1, len(texts) + 1)]
+    assert [frame["message"]["text"] for frame in frames] == texts
+    assert all(text in "".join(raw) for text in LONG_TEXTS.values())  # UTF-8 as it is, not \u escapes
+
+
 # --- frames in: at most CHAT_WS_MAX_FRAME_BYTES, then close 1009 ----------------------------------------
 
 

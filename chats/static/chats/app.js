@@ -1,6 +1,7 @@
 // The chat page. It speaks only the public API (README: "HTTP API", "Websockets"):
 // - a token from /api/auth/register/ or /api/auth/token/, kept in localStorage, sent as `Authorization: Token`
 //   (requests omit cookies, so a session of the browsable API or the admin plays no part, and needs no CSRF);
+// - both sockets ask for batches (?batch=1: frames that were ready together come as one {"type": "batch"});
 // - the lobby socket keeps the chat list live; on every (re)connect the list is read again (the lobby has no replay);
 // - an open chat shows its latest page of history, older pages on demand, then its socket with
 //   ?after_version=<the chat's version when it was read, then the last version applied>: every change of the chat
@@ -118,7 +119,7 @@ function el(tag, props = {}, ...children) {
 function wsUrl(path, params = {}) {
   const url = new URL(path, location.href);
   url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
-  url.search = new URLSearchParams({ token: state.token, ...params });
+  url.search = new URLSearchParams({ token: state.token, batch: 1, ...params });
   return url.href;
 }
 
@@ -136,7 +137,10 @@ class Stream {
     ws.onmessage = (event) => {
       let frame;
       try { frame = JSON.parse(event.data); } catch { return; }
-      if (!this.stopped) this.onFrame(frame);
+      // ?batch=1: frames that were ready together come as one {"type": "batch", "frames": [...]}
+      for (const each of frame.type === "batch" ? frame.frames : [frame]) {
+        if (!this.stopped) this.onFrame(each);
+      }
     };
     ws.onclose = (event) => {
       if (this.stopped || ws !== this.ws) return;

@@ -213,6 +213,10 @@ KAFKA_TOPIC = os.environ.get("KAFKA_TOPIC", "chat-events")
 KAFKA_TOPIC_PARTITIONS = int(os.environ.get("KAFKA_TOPIC_PARTITIONS", "6"))
 KAFKA_TOPIC_REPLICATION_FACTOR = int(os.environ.get("KAFKA_TOPIC_REPLICATION_FACTOR", "1"))
 KAFKA_FORWARDER_GROUP = os.environ.get("KAFKA_FORWARDER_GROUP", "chat-forwarder")
+# Longest the broker may hold the forwarder's fetch while it has nothing new. Apache Kafka answers as soon as
+# data arrives, so the wait only bounds idle polling (kafka-python's 500). The embedded broker holds every fetch
+# for the whole wait: `make run` sets 20 for it (chats.runtime.embedded), the wait being on every event's way.
+KAFKA_FETCH_MAX_WAIT_MS = int(os.environ.get("KAFKA_FETCH_MAX_WAIT_MS", "500"))
 
 # The channel layer carries events from forward_events to the websocket consumers of every web process.
 # Redis pub/sub: each event crosses Redis once per group and is fanned out inside each web process,

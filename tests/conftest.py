@@ -12,7 +12,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from chats.models import OutboxEvent
-from chats.runtime.embedded import start_kafka, start_redis
+from chats.runtime.embedded import EMBEDDED_KAFKA_FETCH_MAX_WAIT_MS, EmbeddedServer, start_kafka, start_redis
 from tests.helpers import database_url
 
 
@@ -118,6 +118,8 @@ def kafka(kafka_broker, settings):
     from chats.pipeline.kafka_clients import ensure_topic
 
     settings.KAFKA_BOOTSTRAP_SERVERS = kafka_broker.address
+    if isinstance(kafka_broker, EmbeddedServer) and "KAFKA_FETCH_MAX_WAIT_MS" not in os.environ:
+        settings.KAFKA_FETCH_MAX_WAIT_MS = EMBEDDED_KAFKA_FETCH_MAX_WAIT_MS  # as `make run` sets it
     settings.KAFKA_TOPIC = f"chat-events-{uuid.uuid4().hex[:12]}"
     # A consumer group per test too: a forwarder of an earlier test, still a member of a shared group,
     # would hold up the next test's join for a session timeout.
@@ -156,6 +158,7 @@ def worker(settings, tmp_path):
             KAFKA_BOOTSTRAP_SERVERS=settings.KAFKA_BOOTSTRAP_SERVERS,
             KAFKA_TOPIC=settings.KAFKA_TOPIC,
             KAFKA_FORWARDER_GROUP=settings.KAFKA_FORWARDER_GROUP,
+            KAFKA_FETCH_MAX_WAIT_MS=str(settings.KAFKA_FETCH_MAX_WAIT_MS),
             REDIS_URL=settings.REDIS_URL,
             PYTHONUNBUFFERED="1",
             # Every test's server registers its users from 127.0.0.1, and the counters live in the session's

@@ -73,9 +73,8 @@ def create_consumer(topic: str, group_id: str, **overrides: Any) -> KafkaConsume
         session_timeout_ms=6000,
         heartbeat_interval_ms=1000,
         max_poll_records=500,
-        # The embedded broker answers a waiting fetch only when this runs out, not when data arrives:
-        # kafka-python's 500 ms default put most of that wait on every event's way to the websockets.
-        fetch_max_wait_ms=20,
+        # How long an idle fetch may wait: a ceiling on Apache Kafka, the whole wait on the embedded broker.
+        fetch_max_wait_ms=settings.KAFKA_FETCH_MAX_WAIT_MS,
         **FAIL_FAST,
         **overrides,
     )

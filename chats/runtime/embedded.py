@@ -112,6 +112,12 @@ def start_redis(port: int | None = None, timeout: float = 10) -> EmbeddedServer:
     return _start_on_a_free_port("redis", command, port, timeout)
 
 
+# Tansu answers a waiting fetch only when the consumer's fetch_max_wait_ms runs out, not when data arrives, so
+# that wait is on every event's way to the websockets: kafka-python's 500 ms would add ~250 ms to each. 20 ms
+# costs the idle forwarder and Tansu a few % of a core in polling (bench/README.md, "Idle CPU").
+EMBEDDED_KAFKA_FETCH_MAX_WAIT_MS = 20
+
+
 def environment_with_embedded_services(environ: dict[str, str] | None = None) -> tuple[dict[str, str], list[EmbeddedServer]]:
     """Start whichever of Kafka and Redis the environment does not point at; return the completed env."""
     env = dict(os.environ if environ is None else environ)
@@ -120,6 +126,7 @@ def environment_with_embedded_services(environ: dict[str, str] | None = None) ->
         kafka = start_kafka()
         started.append(kafka)
         env["KAFKA_BOOTSTRAP_SERVERS"] = kafka.address
+        env.setdefault("KAFKA_FETCH_MAX_WAIT_MS", str(EMBEDDED_KAFKA_FETCH_MAX_WAIT_MS))
     if not env.get("REDIS_URL"):
         redis = start_redis()
         started.append(redis)

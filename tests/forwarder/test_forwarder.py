@@ -10,7 +10,7 @@ from django.conf import settings as django_settings
 from kafka import KafkaAdminClient
 
 from chats.pipeline.forwarder import RecentEventIds, groups_for
-from chats.pipeline.kafka_clients import create_producer
+from chats.pipeline.kafka_clients import create_consumer, create_producer
 from chats.pipeline.wire import (
     LOBBY_GROUP,
     MESSAGE_TYPES,
@@ -404,3 +404,12 @@ def test_recent_event_ids_forget_the_oldest_beyond_their_capacity():
     for event_id in ("a", "b", "c"):
         recent.add(event_id)
     assert "a" not in recent and "b" in recent and "c" in recent
+
+
+def test_the_forwarders_fetch_waits_as_long_as_kafka_fetch_max_wait_ms_says(kafka, settings):
+    settings.KAFKA_FETCH_MAX_WAIT_MS = 123
+    consumer = create_consumer(kafka, f"group-{uuid.uuid4().hex}")
+    try:
+        assert consumer.config["fetch_max_wait_ms"] == 123
+    finally:
+        consumer.close()

@@ -8,7 +8,7 @@ import sys
 import psutil
 import pytest
 
-from chats.runtime.embedded import free_port, port_open
+from chats.runtime.embedded import environment_with_embedded_services, free_port, port_open
 from tests.helpers import wait_until
 
 
@@ -19,6 +19,14 @@ def fresh_environment(tmp_path) -> dict[str, str]:
     env.update(DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}", PYTHONUNBUFFERED="1")
     subprocess.run([sys.executable, "manage.py", "migrate", "--noinput"], env=env, check=True, capture_output=True)
     return env
+
+
+def test_with_a_kafka_of_your_own_the_fetch_wait_is_left_to_the_setting_and_yours_is_kept():
+    external = {"KAFKA_BOOTSTRAP_SERVERS": "kafka1:9092", "REDIS_URL": "redis://redis1:6379/0"}
+    env, started = environment_with_embedded_services(external)
+    assert started == [] and "KAFKA_FETCH_MAX_WAIT_MS" not in env  # the setting's default: kafka-python's 500
+    env, started = environment_with_embedded_services({**external, "KAFKA_FETCH_MAX_WAIT_MS": "100"})
+    assert env["KAFKA_FETCH_MAX_WAIT_MS"] == "100"
 
 
 @pytest.mark.parametrize("stop", ["ctrl-c", "sigterm"])
@@ -37,6 +45,8 @@ def test_a_stop_by_signal_exits_0_and_leaves_no_process_behind(fresh_environment
         names = " ".join(" ".join(child.cmdline()) for child in children)
         for part in ("serve", "relay_outbox", "forward_events", "tansu", "redis-server"):
             assert part in names, f"{part} is not running under runstack: {names}"
+        forwarder = next(child for child in children if "forward_events" in child.cmdline())
+        assert forwarder.environ()["KAFKA_FETCH_MAX_WAIT_MS"] == "20"  # the embedded broker holds every fetch
 
         if stop == "ctrl-c":
             os.killpg(runstack.pid, signal.SIGINT)  # what the terminal does: the whole foreground group

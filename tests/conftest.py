@@ -12,7 +12,12 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from chats.models import OutboxEvent
-from chats.runtime.embedded import EMBEDDED_KAFKA_FETCH_MAX_WAIT_MS, EmbeddedServer, start_kafka, start_redis
+from chats.runtime.embedded import (
+    EMBEDDED_KAFKA_FETCH_MAX_WAIT_MS,
+    EmbeddedServer,
+    start_kafka,
+    start_redis,
+)
 from tests.helpers import database_url
 
 

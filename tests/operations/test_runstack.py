@@ -8,7 +8,11 @@ import sys
 import psutil
 import pytest
 
-from chats.runtime.embedded import environment_with_embedded_services, free_port, port_open
+from chats.runtime.embedded import (
+    environment_with_embedded_services,
+    free_port,
+    port_open,
+)
 from tests.helpers import wait_until
 
 

@@ -9,7 +9,13 @@ import pytest
 
 from chats.live import consumers
 from chats.pipeline.wire import LOBBY_GROUP, chat_group
-from tests.websocket.test_consumers import assert_closed_with, connect, deliver, latest_envelope, post
+from tests.websocket.test_consumers import (
+    assert_closed_with,
+    connect,
+    deliver,
+    latest_envelope,
+    post,
+)
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 

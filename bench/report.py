@@ -158,6 +158,33 @@ def typing_rows(r: dict | None) -> list[Row]:
     ]
 
 
+def resume_rows(r: dict) -> list[Row]:
+    """Issue 13, target 7: replaying 10,000 messages to one reconnecting client within 2x of reading them from the
+    database and writing them to a raw socket (the baseline, in the bench's process)."""
+    base, name = r["baseline"], f"7 resume, {r['messages']:,} messages to one client (median of {r['rounds']})"
+    baseline = (f"{base['seconds']:.2f} s, {number(base['messages_per_s'])} msgs/s (ORM pages of {r['replay_page']}, "
+                "rendered, written to a raw loopback socket a frame at a time)")
+    rows = []
+    for kind, figure in (("frames", "after_version=0, one websocket message per frame: s, msgs/s"),
+                         ("batch", "after_version=0&batch=1, frames in batches: s, msgs/s")):
+        run = r[kind]
+        rows.append(Row(name, figure, f"{run['seconds']:.2f} s, {number(run['messages_per_s'])} msgs/s "
+                                      f"({run['websocket_messages']:,} websocket messages)",
+                        baseline, f"{r['ratio'][kind]:.2f}x", f"<= {r['target']:g}x (issue 13)", verdict(r["met"][kind])))
+    paged = r["baseline_paged"]
+    rows.append(Row(name, "batch=1 against the raw socket written a page at a time (one sendall per page, no target)",
+                    f"{r['batch']['seconds']:.2f} s", f"{paged['seconds']:.2f} s, {number(paged['messages_per_s'])} msgs/s "
+                    "(the same read, one write per page)", f"{r['ratio']['batch_to_paged']:.2f}x"))
+    frames, batch = r["frames"], r["batch"]
+    saturated = [kind for kind, full in r["client_saturated"].items() if full]
+    rows.append(Row(name, "CPU % of one core, one frame / batch: the client (the bench's loop); web",
+                    f"client {frames['cpu_percent']['bench']:.0f} / {batch['cpu_percent']['bench']:.0f}; "
+                    f"web {frames['cpu_percent']['web']:.0f} / {batch['cpu_percent']['web']:.0f}"
+                    + (f" (the client saturated: {', '.join(saturated)})" if saturated else ""),
+                    f"bench {base['cpu_percent']['bench']:.0f} (the baseline's reader and writer)", "-"))
+    return rows
+
+
 def fanout_rows(r: dict) -> list[Row]:
     service, bare, raw = r["service"], r["bare"], r["raw"]
     name = f"4 fan-out, {service['subscribers']:,} subscribers x {service['messages']} msgs"
@@ -194,18 +221,39 @@ def footprint_rows(r: dict) -> list[Row]:
         Row("5 footprint", f"idle CPU % of one core over {r['idle_seconds']:g} s: web / relay / forwarder",
             f"{cpu['web']:.1f} / {cpu['relay']:.1f} / {cpu['forwarder']:.1f}",
             f"{' / '.join(infrastructure)} (embedded servers, same window)" if infrastructure else "-", "-"),
+        *idle_forwarder_rows(r),
+    ]
+
+
+def idle_forwarder_rows(r: dict) -> list[Row]:
+    """Target 5: the idle forwarder at this stack's fetch wait (with the embedded broker, if embedded), and at
+    500 ms, which is what a broker that honours fetch waits makes of an idle forwarder."""
+    if "long_fetch_wait_idle_cpu_percent" not in r:
+        return []
+    cpu, long_wait = r["idle_cpu_percent"], r["long_fetch_wait_idle_cpu_percent"]
+    with_broker = cpu["forwarder"] + cpu.get("kafka", 0.0)
+    return [
+        Row("5 footprint", f"idle forwarder{' + embedded broker' if 'kafka' in cpu else ''} at this stack's "
+            f"{r['fetch_wait_ms']} ms fetch wait, % of one core", f"{with_broker:.1f}", "-", "-",
+            "<= 2 % (embedded)", verdict(with_broker <= 2.0)),
+        Row("5 footprint", f"idle forwarder at a {r['long_fetch_wait_ms']} ms fetch wait (an idle fetch is held "
+            "for the whole wait by any broker), % of one core", f"{long_wait['forwarder']:.1f}",
+            f"broker {long_wait['kafka']:.1f}" if "kafka" in long_wait else "-", "-",
+            "<= 1 %", verdict(long_wait["forwarder"] <= 1.0)),
     ]
 
 
 SCENARIO_TITLES = {"ingest": "1 ingest", "relay": "2 relay", "latency": "3 end-to-end", "fanout": "4 fan-out",
-                   "footprint": "5 footprint", "typing": "6 typing burst"}
+                   "footprint": "5 footprint", "typing": "6 typing burst",
+                   "resume": "7 resume"}
 
 
 def rows(results: dict) -> list[Row]:
     """Every scenario's rows; one that broke (bench/run.py records its error) is one row saying so."""
     found = []
     for name, make in (("ingest", ingest_rows), ("relay", relay_rows), ("latency", latency_rows),
-                       ("typing", typing_rows), ("fanout", fanout_rows), ("footprint", footprint_rows)):
+                       ("typing", typing_rows), ("resume", resume_rows), ("fanout", fanout_rows),
+                       ("footprint", footprint_rows)):
         result = results.get(name)
         if result and "error" in result:
             found.append(Row(SCENARIO_TITLES[name], "the scenario broke", result["error"][:300], "-", "-", "runs",
@@ -229,6 +277,10 @@ def cpu_table(results: dict) -> str:
     if typing := ran.get("typing"):
         phases["6 typing burst: without (mean of rounds)"] = typing["without"]["cpu_percent"]
         phases["6 typing burst: with (mean of rounds)"] = typing["with"]["cpu_percent"]
+    if resume := ran.get("resume"):
+        phases["7 resume: baseline (median run)"] = resume["baseline"]["cpu_percent"]
+        phases["7 resume: one frame per message (median run)"] = resume["frames"]["cpu_percent"]
+        phases["7 resume: batch=1 (median run)"] = resume["batch"]["cpu_percent"]
     if fanout := ran.get("fanout"):
         phases["4 fan-out"] = fanout["service"]["cpu_percent"]
         phases["4 fan-out (bare websocket)"] = fanout["bare"]["cpu_percent"]

@@ -2,7 +2,7 @@
 
 Why: a figure alone says little on a shared 2-core machine; a figure next to what the parts it is built
 from do on the same machine, at the same moment, says what our code costs. This starts the whole stack
-as real processes (bench/stack.py), runs the six scenarios (bench/scenarios/), each with bounded counts
+as real processes (bench/stack.py), runs the seven scenarios (bench/scenarios/), each with bounded counts
 and durations, and writes bench/results/latest.json and latest.md (also printed). See bench/README.md.
 
 Order matters: the relay scenario runs before the service's relay process exists (it would take the
@@ -52,7 +52,15 @@ def main() -> int:
 
         django.setup()
         # Imported once Django is set up: they load models.
-        from bench.scenarios import fanout, footprint, ingest, latency, relay, typing
+        from bench.scenarios import (
+            fanout,
+            footprint,
+            ingest,
+            latency,
+            relay,
+            resume,
+            typing,
+        )
 
         results = {}
 
@@ -76,6 +84,8 @@ def main() -> int:
                  "then 200 msg/s", lambda: latency.run(stack))
         scenario("typing", "6 typing burst: 100 subscribers at 5 msg/s, without and with all 100 typing every ~1 s, "
                  "in turns", lambda: typing.run(stack))
+        scenario("resume", "7 resume: 10,000 messages replayed to one client, one frame each and batched, vs the "
+                 "database read and a raw socket write", lambda: resume.run(stack))
         scenario("fanout", "4 fan-out: up to 1,000 subscribers, then raw group_send", lambda: fanout.run(stack))
         machine = report.machine_facts(stack)
     print()

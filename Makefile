@@ -65,3 +65,9 @@ clean:
 .PHONY: capacity
 capacity: install
 	$(PY) bench/capacity.py $(CAPACITY_ARGS)
+
+# Issue 13's targets 2 and 5 on the embedded broker: idle CPU and commit -> frame per forwarder fetch wait;
+# bench/results/fetch_wait.{md,json}.
+.PHONY: fetch-wait
+fetch-wait: install
+	$(PY) bench/fetch_wait.py

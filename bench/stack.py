@@ -175,6 +175,24 @@ class Stack:
             self.wait_ready(process)
         return process
 
+    @contextmanager
+    def restarted_with(self, name: str, **env: str) -> Iterator[Process]:
+        """The process `name` restarted with `env` added to its environment for the block, then restarted as it
+        was (bench/fetch_wait.py and the footprint try the forwarder's fetch wait this way)."""
+        saved = {key: self.env.get(key) for key in env}
+        self.processes[name].stop()
+        self.env.update(env)
+        try:
+            yield self.spawn(name)
+        finally:
+            self.processes[name].stop()
+            for key, value in saved.items():
+                if value is None:
+                    self.env.pop(key, None)
+                else:
+                    self.env[key] = value
+            self.spawn(name)
+
     def embedded_server(self, name: str) -> EmbeddedServer:
         return next(server for server in self.embedded if server.name == name)
 

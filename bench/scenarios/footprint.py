@@ -13,7 +13,11 @@ chat at once make ~125,000 frames, and on this machine about half of their hands
 (bench/README.md, "Typing and presence (issue 12)"), which is what scenario 4 shows; here the figure is memory.
 
 Idle CPU: the three processes over 10 s with nothing to do (relay polling, forwarder polling, daphne
-waiting), next to the embedded Kafka and Redis over the same window when they are embedded.
+waiting), next to the embedded Kafka and Redis over the same window when they are embedded. Then the forwarder
+alone again, restarted with a 500 ms fetch wait (KAFKA_FETCH_MAX_WAIT_MS): an idle fetch is held for the whole
+wait by the embedded broker and by Apache Kafka alike (Kafka answers early only when a record arrives), so this
+is the idle forwarder against a broker that honours fetch waits, issue 13's target 5. The default on the
+embedded broker is 20 ms, because it holds busy fetches for the whole wait too.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ SOCKETS = 500
 PER_CHAT = 10  # users per chat (see above)
 WARMUP_SOCKETS = 10
 SETTLE_SECONDS = 1.0  # after opening sockets, before reading RSS
+LONG_FETCH_WAIT_MS = 500  # kafka-python's default, the setting's default for a broker of your own
 
 
 async def memory_per_socket(stack: Stack, chat_urls: list[str]) -> dict:
@@ -66,13 +71,31 @@ async def memory_per_socket(stack: Stack, chat_urls: list[str]) -> dict:
     }
 
 
+def idle_forwarder_with_fetch_wait(stack: Stack, wait_ms: int) -> dict[str, float]:
+    """Idle CPU of the forwarder (and the broker, if embedded) restarted with KAFKA_FETCH_MAX_WAIT_MS=wait_ms;
+    the forwarder is restarted as it was afterwards."""
+    with stack.restarted_with("forwarder", KAFKA_FETCH_MAX_WAIT_MS=str(wait_ms)):
+        return idle_forwarder(stack)
+
+
+def idle_forwarder(stack: Stack) -> dict[str, float]:
+    """CPU of the forwarder and the embedded broker (if embedded) over IDLE_SECONDS with nothing to forward."""
+    time.sleep(2 * SETTLE_SECONDS)  # a restarted forwarder is back in its group, from its committed offsets
+    with cpu_usage({role: pids for role, pids in stack.pids().items() if role in ("forwarder", "kafka")}) as cpu:
+        time.sleep(IDLE_SECONDS)
+    return cpu
+
+
 def run(stack: Stack) -> dict:
     with cpu_usage(stack.pids()) as idle_cpu:
         time.sleep(IDLE_SECONDS)
+    long_wait_cpu = idle_forwarder_with_fetch_wait(stack, LONG_FETCH_WAIT_MS)
     owner = token_for("bench-footprint-owner")
     tokens = tokens_for("bench-footprint", WARMUP_SOCKETS + SOCKETS)
     chats = [create_chat(stack, owner, f"footprint {n}") for n in range((len(tokens) + PER_CHAT - 1) // PER_CHAT)]
     chat_urls = [url for n, chat_id in enumerate(chats)
                  for url in chat_stream_urls(stack, chat_id, tokens[n * PER_CHAT:(n + 1) * PER_CHAT])]
     return {"idle_seconds": IDLE_SECONDS, "idle_cpu_percent": idle_cpu, "chats": len(chats),
+            "fetch_wait_ms": int(stack.env.get("KAFKA_FETCH_MAX_WAIT_MS", LONG_FETCH_WAIT_MS)),
+            "long_fetch_wait_ms": LONG_FETCH_WAIT_MS, "long_fetch_wait_idle_cpu_percent": long_wait_cpu,
             **asyncio.run(memory_per_socket(stack, chat_urls))}

@@ -19,12 +19,12 @@ from pathlib import Path
 
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-import json  # noqa: E402
-import os  # noqa: E402
-import time  # noqa: E402
+import json
+import os
+import time
 
-from bench.run import raise_open_files_limit, step  # noqa: E402
-from bench.stack import Stack  # noqa: E402
+from bench.run import raise_open_files_limit, step
+from bench.stack import Stack
 
 WAITS = (5, 10, 20, 50, 100, 500)  # ms
 RATE, SECONDS = 5, 10.0
@@ -69,10 +69,10 @@ def main() -> int:
 def markdown(rows: list[dict], meta: dict) -> str:
     lines = [
         "# The forwarder's fetch wait on the embedded broker (issue 13, targets 2 and 5)", "",
-        f"Per wait: the forwarder and the broker idle over 10 s, then {RATE} msg/s into 100 subscribers for "
-        f"{SECONDS:g} s. `.venv/bin/python bench/fetch_wait.py`.", "",
-        "| fetch wait (ms) | idle forwarder + broker, % of a core (target <= 2) | commit -> frame p50 / p99 ms "
-        "(target <= 8 / <= 20) | POST -> frame p50 / p99 ms | lost / dup |",
+        (f"Per wait: the forwarder and the broker idle over 10 s, then {RATE} msg/s into 100 subscribers for "
+         f"{SECONDS:g} s. `.venv/bin/python bench/fetch_wait.py`."), "",
+        ("| fetch wait (ms) | idle forwarder + broker, % of a core (target <= 2) | commit -> frame p50 / p99 ms "
+         "(target <= 8 / <= 20) | POST -> frame p50 / p99 ms | lost / dup |"),
         "|---|---|---|---|---|",
     ]
     for row in rows:

@@ -254,16 +254,25 @@ class Stack:
         raise RuntimeError(f"timed out after {READY_TIMEOUT:.0f}s waiting for {what}\n{process.output()[-3000:]}")
 
 
+class CpuUsage(dict):
+    """Each role's CPU over a block in % of one core; `seconds`, the block's length."""
+
+    seconds = 0.0
+
+    def cpu_seconds(self, role: str) -> float:
+        return self[role] / 100 * self.seconds
+
+
 @contextmanager
-def cpu_usage(pids: dict[str, list[int]]) -> Iterator[dict[str, float]]:
+def cpu_usage(pids: dict[str, list[int]]) -> Iterator[CpuUsage]:
     """Fills the yielded dict, on exit, with each role's CPU over the block in % of one core (summed over
     its processes)."""
-    usage: dict[str, float] = {}
+    usage = CpuUsage()
     processes = {name: [psutil.Process(pid) for pid in group] for name, group in pids.items()}
     before = {name: _cpu_seconds(group) for name, group in processes.items()}
     started = time.monotonic()
     yield usage
-    elapsed = time.monotonic() - started
+    elapsed = usage.seconds = time.monotonic() - started
     for name, group in processes.items():
         usage[name] = round(100 * (_cpu_seconds(group) - before[name]) / elapsed, 1)
 

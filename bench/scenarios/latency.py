@@ -89,6 +89,7 @@ async def post_and_receive(stack: Stack, audience: Audience, posters: list[Conne
         **audience.deliveries(sent_at),
         "ended_by": ended_by,
         "cpu_percent": cpu,
+        "web_cpu_seconds": round(cpu.cpu_seconds("web"), 3),
     }
 
 

@@ -205,6 +205,7 @@ def fanout_rows(r: dict) -> list[Row]:
             times(service.get("web_cpu_us_per_frame"), bare.get("web_cpu_us_per_frame")), "<= 1.2x of bare",
             verdict(bool(service.get("web_cpu_us_per_frame") and bare.get("web_cpu_us_per_frame"))
                     and service["web_cpu_us_per_frame"] <= 1.2 * bare["web_cpu_us_per_frame"])),
+        *batched_fanout_rows(name, r.get("batched"), bare),
         Row(name, "delivery p50 / p99 ms, against real sockets", ms(service["latency_ms"], "p50", "p99"),
             f"{ms(bare['latency_ms'], 'p50', 'p99')} (bare websocket)",
             " / ".join(times(service["latency_ms"][q], bare["latency_ms"][q]) for q in ("p50", "p99"))),
@@ -215,6 +216,23 @@ def fanout_rows(r: dict) -> list[Row]:
             f"{raw['lost']:,} / {raw['duplicates']:,} (raw)", "-", "0 lost", verdict(service["lost"] == 0)),
         *([Row(name, "chat sockets that could not be opened (50 handshakes at a time, 30 s each), before stepping down",
                "; ".join(service["step_down"])[:400], "-", "-")] if service.get("step_down") else []),
+    ]
+
+
+def batched_fanout_rows(name: str, batched: dict | None, bare: dict) -> list[Row]:
+    """The service again with ?batch=1 (as the bundled page connects), on new sockets."""
+    if not batched:
+        return []
+    per_frame, bare_per_frame = batched.get("web_cpu_us_per_frame"), bare.get("web_cpu_us_per_frame")
+    return [
+        Row(name, "with ?batch=1: frames delivered/s; lost / duplicates",
+            f"{number(batched['delivered_per_s'])}; {batched['lost']:,} / {batched['duplicates']:,}",
+            f"{number(bare['delivered_per_s'])} (bare websocket fan-out)",
+            percent(batched["delivered_per_s"] / bare["delivered_per_s"]
+                    if batched["delivered_per_s"] and bare["delivered_per_s"] else None)),
+        Row(name, "with ?batch=1: web CPU per delivered frame, µs", number(per_frame, 1),
+            f"{number(bare_per_frame, 1)} (bare websocket fan-out)", times(per_frame, bare_per_frame),
+            "<= 1.2x of bare", verdict(bool(per_frame and bare_per_frame) and per_frame <= 1.2 * bare_per_frame)),
     ]
 
 
@@ -292,6 +310,8 @@ def cpu_table(results: dict) -> str:
         phases["7 resume: batch=1 (median run)"] = resume["batch"]["cpu_percent"]
     if fanout := ran.get("fanout"):
         phases["4 fan-out"] = fanout["service"]["cpu_percent"]
+        if "batched" in fanout:
+            phases["4 fan-out (batch=1)"] = fanout["batched"]["cpu_percent"]
         phases["4 fan-out (bare websocket)"] = fanout["bare"]["cpu_percent"]
     names = list(dict.fromkeys(name for cpu in phases.values() for name in cpu))  # "subscribers", "poster": scenario 3's client processes
     lines = ["| phase | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]

@@ -67,5 +67,6 @@ def create_chat(stack: Stack, token: str, title: str) -> str:
         return json.load(response)["id"]
 
 
-def chat_stream_urls(stack: Stack, chat_id: str, tokens: list[str]) -> list[str]:
-    return [f"ws://127.0.0.1:{stack.port}/ws/chats/{chat_id}/?token={token}" for token in tokens]
+def chat_stream_urls(stack: Stack, chat_id: str, tokens: list[str], batch: bool = False) -> list[str]:
+    return [f"ws://127.0.0.1:{stack.port}/ws/chats/{chat_id}/?token={token}{'&batch=1' if batch else ''}"
+            for token in tokens]

@@ -81,18 +81,22 @@ class Subscriber(Received):
             async for raw in self.ws:
                 received_at = time.monotonic()
                 frame = json.loads(raw)
-                if frame["type"] == "message.created":
-                    seq = frame["message"]["seq"]
-                    self.frames.append((seq, received_at, frame["event_id"] is not None))
-                    self.seqs.add(seq)
-                    self.created_at[seq] = frame["message"].get("created_at")
-                elif frame["type"] == "typing":
-                    self.typing += 1
-                elif frame["type"] == "error":
-                    self.error_codes.append(frame["code"])
+                for each in frame["frames"] if frame["type"] == "batch" else (frame,):  # ?batch=1
+                    self.take(each, received_at)
         except ConnectionClosed:
             pass
         self.close_code = self.ws.close_code
+
+    def take(self, frame: dict, received_at: float) -> None:
+        if frame["type"] == "message.created":
+            seq = frame["message"]["seq"]
+            self.frames.append((seq, received_at, frame["event_id"] is not None))
+            self.seqs.add(seq)
+            self.created_at[seq] = frame["message"].get("created_at")
+        elif frame["type"] == "typing":
+            self.typing += 1
+        elif frame["type"] == "error":
+            self.error_codes.append(frame["code"])
 
 
 class Audience:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable
 from typing import Any
@@ -71,6 +72,20 @@ def groups_for(envelope: dict[str, Any]) -> list[str]:
     return groups
 
 
+COMMIT_TO_PRODUCE, PRODUCE_TO_FORWARD = (metrics.FORWARDER_EVENT_AGE_SECONDS.labels(stage)
+                                        for stage in metrics.EVENT_AGE_STAGES)
+
+
+def observe_age(occurred_at: float | None, produced_ms: int | None) -> None:
+    """The event's age in its two stages so far (metrics.FORWARDER_EVENT_AGE_SECONDS)."""
+    if produced_ms is None or produced_ms < 0:  # a record without a timestamp (older message format)
+        return
+    produced = produced_ms / 1000
+    if occurred_at is not None:
+        COMMIT_TO_PRODUCE.observe(max(0.0, produced - occurred_at))
+    PRODUCE_TO_FORWARD.observe(max(0.0, time.time() - produced))
+
+
 async def handle_record(record: Any, channel_layer: Any, recent: RecentEventIds) -> str:
     """Forward one Kafka record; return 'forwarded', 'duplicate' or 'invalid'.
 
@@ -91,6 +106,7 @@ async def handle_record(record: Any, channel_layer: Any, recent: RecentEventIds)
             await channel_layer.group_send(group, message)
         recent.add(envelope["event_id"])
         outcome = "forwarded"
+        observe_age(message["occurred_at"], record.timestamp)
     if logger.isEnabledFor(logging.DEBUG):
         logger.debug(
             "%s %s %s from %s[%d]@%d", outcome, envelope["event_type"], envelope["event_id"], record.topic,

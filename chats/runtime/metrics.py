@@ -43,6 +43,17 @@ FORWARDER_RECORDS = Counter(
     "dropped) or invalid (not an envelope, skipped).",
     ["outcome"],
 )
+FORWARDER_EVENT_AGE_SECONDS = Histogram(
+    "chat_forwarder_event_age_seconds",
+    "How old an event is when the forwarder sends it to the channel layer, in two stages: commit_to_produce, "
+    "from its occurred_at (stamped in the committing transaction) to the relay's produce (the Kafka record's "
+    "timestamp): the outbox and the relay; produce_to_forward, from there to the forwarder: Kafka and the "
+    "fetch wait. With chat_commit_to_frame_seconds, the rest is the channel layer and the web process. "
+    "Compares clocks of different processes (and hosts).",
+    ["stage"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+EVENT_AGE_STAGES = ("commit_to_produce", "produce_to_forward")
 FORWARDER_LAG = Gauge(
     "chat_forwarder_lag_records",
     "Records between the forwarder's position and the partition's end offset, as of its last poll. "

@@ -151,6 +151,9 @@ def test_the_relay_and_the_forwarder_report_sends_the_backlog_and_records_by_out
         timeout=FIRST_EVENT_TIMEOUT,
         message="the forwarder to count 4 forwarded, 1 invalid and 1 duplicate record",
     )
+    for stage in ("commit_to_produce", "produce_to_forward"):  # each forwarded event's age, once
+        assert forwarded.value("chat_forwarder_event_age_seconds_count", stage=stage) == 4
+        assert forwarded.value("chat_forwarder_event_age_seconds_sum", stage=stage) > 0
     lag = forwarded.families["chat_forwarder_lag_records"]
     assert "UNRELIABLE on the embedded Tansu broker" in lag.documentation
     assert all(sample.value >= 0 for sample in lag.samples)

@@ -61,7 +61,8 @@ clean:
 	rm -rf $(VENV) staticfiles .pytest_cache
 
 # Issue 13's capacity curve: the highest rate holding p99 POST -> frame <= 100 ms, 0 lost, 0 duplicates, per
-# web processes x subscribers (and PostgreSQL with DATABASE_URL); bench/results/capacity.{md,json}. CAPACITY_ARGS=--quick: 100 subscribers only.
+# web processes x subscribers (and PostgreSQL with DATABASE_URL); bench/results/capacity.{md,json}. CAPACITY_ARGS=--quick: 100
+# subscribers only; CAPACITY_ARGS=--batch: the subscribers connect with ?batch=1, as the bundled page does.
 .PHONY: capacity
 capacity: install
 	$(PY) bench/capacity.py $(CAPACITY_ARGS)

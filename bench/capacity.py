@@ -6,9 +6,10 @@ the first that fails. The stack is bench/stack.py's (one per run, the web proces
 process counts); each step is scenario 3's (bench/scenarios/latency.py: its client processes, its run_phase),
 STEP_SECONDS of posting. Writes bench/results/capacity.{md,json} and prints the table.
 
-    .venv/bin/python bench/capacity.py [--quick] [--subscribers 100,1000] [--web 1,2]
+    .venv/bin/python bench/capacity.py [--quick] [--batch] [--subscribers 100,1000] [--web 1,2]
 
---quick: 100 subscribers only. The database is a fresh SQLite file, or PostgreSQL when DATABASE_URL is set
+--quick: 100 subscribers only. --batch: the subscribers connect with ?batch=1, as the bundled page does (frames
+queued for a socket go out as one message); its rows are kept beside those without. The database is a fresh SQLite file, or PostgreSQL when DATABASE_URL is set
 (a scratch database: users, chats and messages are written into it).
 """
 
@@ -47,7 +48,7 @@ def summary(run: dict | None) -> dict | None:
             "posts_failed": run["posts_failed"], "web_cpu_percent": run["cpu_percent"].get("web")}
 
 
-def measure(stack: Stack, subscribers: int, label: str) -> dict:
+def measure(stack: Stack, subscribers: int, label: str, batch: bool = False) -> dict:
     from bench.scenarios import latency
     from bench.seed import create_chat, token_for, tokens_for
 
@@ -58,7 +59,7 @@ def measure(stack: Stack, subscribers: int, label: str) -> dict:
     # the p99); it is reported apart and not judged.
     runs = latency.scenario(stack, chat_id, writer, readers,
                             rates=(WARMUP, *((rate, STEP_SECONDS) for rate in RATES)),
-                            keep_going=lambda run: run["seconds"] == WARMUP[1] or holds(run))
+                            keep_going=lambda run: run["seconds"] == WARMUP[1] or holds(run), batch=batch)
     warmup, runs = runs[0], runs[1:]
     held = [run for run in runs if holds(run)]
     failed = next((run for run in runs if not holds(run)), None)
@@ -71,9 +72,9 @@ def fmt(value, digits: int = 1) -> str:
 
 
 def table(configs: list[dict]) -> str:
-    lines = [("| database | web processes | subscribers | highest rate holding p99 <= 100 ms, 0 lost, 0 dup (msg/s) "
+    lines = [("| database | web processes | subscribers | frames | highest rate holding p99 <= 100 ms, 0 lost, 0 dup (msg/s) "
               "| p50 / p99 ms at that rate | web CPU % at that rate | first failing rate: p99 ms (lost / dup) |"),
-             "|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|"]
     for c in configs:
         high, fail = c["highest"], c["first_failing"]
         held = f"**{high['rate']:g}**" if high else f"none (< {RATES[0]})"
@@ -81,16 +82,18 @@ def table(configs: list[dict]) -> str:
         cpu = fmt(high["web_cpu_percent"], 0) if high else "-"
         failing = (f"{fail['rate']:g}: {fmt(fail['p99_ms'])} ({fail['lost']:,} / {fail['duplicates']:,}; "
                    f"{fmt(fail['achieved_rate'])} achieved)" if fail else f"none up to {RATES[-1]}")
-        lines.append(f"| {c['database']} | {c['web_processes']} | {c['subscribers']:,} | {held} | {at} | {cpu} | {failing} |")
+        frames = "batch=1" if c.get("batch") else "one per message"
+        lines.append(f"| {c['database']} | {c['web_processes']} | {c['subscribers']:,} | {frames} | {held} | {at} | {cpu} "
+                     f"| {failing} |")
     return "\n".join(lines)
 
 
 def write(configs: list[dict], machine: dict, seconds: float) -> str:
-    """bench/results/capacity.{md,json}: this run's configurations replace the earlier ones of the same database;
-    the other database's rows (from its own run) are kept, so one table shows both."""
+    """bench/results/capacity.{md,json}: this run's configurations replace the earlier ones of the same database
+    and frames (with or without batches); the others' rows (from their own runs) are kept, so one table shows all."""
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / "capacity.json"
-    database = configs[0]["database"] if configs else None
+    database = (configs[0]["database"] + (" batch=1" if configs[0].get("batch") else "")) if configs else None
     earlier = json.loads(path.read_text()) if path.exists() else {}
     runs = {db: r for db, r in earlier.get("runs", {}).items() if db != database}
     runs[database] = {"machine": machine, "run_seconds": round(seconds, 1), "rates": RATES,
@@ -110,6 +113,7 @@ def write(configs: list[dict], machine: dict, seconds: float) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="100 subscribers only")
+    parser.add_argument("--batch", action="store_true", help="subscribers connect with ?batch=1")
     parser.add_argument("--subscribers", default=None, help="comma-separated, default 100,1000")
     parser.add_argument("--web", default="1,2", help="web process counts, comma-separated")
     args = parser.parse_args()
@@ -139,8 +143,8 @@ def main() -> int:
             stack.start_service()
             for subscribers in subscriber_counts:
                 step(f"{database}, {web} web, {subscribers} subscribers: climbing {RATES} msg/s", started)
-                result = measure(stack, subscribers, f"{web}w{subscribers}s{int(time.time())}")
-                configs.append({"database": database, "web_processes": web, **result})
+                result = measure(stack, subscribers, f"{web}w{subscribers}s{int(time.time())}", args.batch)
+                configs.append({"database": database, "web_processes": web, "batch": args.batch, **result})
                 high, fail = result["highest"], result["first_failing"]
                 step(f"  held up to {high['rate'] if high else 'none'}; first failing "
                      f"{fail['rate'] if fail else 'none'} (p99 {fail['p99_ms'] if fail else '-'} ms)", started)

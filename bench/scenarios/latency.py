@@ -100,10 +100,11 @@ def achieved_rate(sent: list[float]) -> float | None:
 
 
 def scenario(stack: Stack, chat_id: str, writer: str, readers: list[str],
-             rates: tuple[tuple[float, float], ...] = RATES, keep_going=None) -> list[dict]:
+             rates: tuple[tuple[float, float], ...] = RATES, keep_going=None, batch: bool = False) -> list[dict]:
     """Every (rate, seconds) of `rates` in turn on one set of client processes; `keep_going(run)` returning
-    False stops after that run (bench/capacity.py climbs until the objective fails)."""
-    urls = chat_stream_urls(stack, chat_id, readers)
+    False stops after that run (bench/capacity.py climbs until the objective fails); `batch`: the subscribers
+    connect with ?batch=1."""
+    urls = chat_stream_urls(stack, chat_id, readers, batch)
     subscribers: list[ClientProcess] = []
     poster = None
     try:

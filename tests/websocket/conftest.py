@@ -1,4 +1,4 @@
-"""What the websocket tests share: ann, bob and cid with their tokens, and a chat ann owns."""
+"""What the websocket tests share: ann, bob and cid with their tokens, a chat ann owns, no position checks."""
 
 import pytest
 from rest_framework.authtoken.models import Token
@@ -6,6 +6,13 @@ from rest_framework.authtoken.models import Token
 from chats.adapters import participant_of
 from chats.bootstrap import mediator
 from messaging_domain.commands import CreateChatCommand
+
+
+@pytest.fixture
+def no_position_checks(settings):
+    """For tests that follow live frames and their gap fills: the position checks (their own tests set a short
+    interval) would otherwise fill a frame a slow test run delivers late. Modules take it with `usefixtures`."""
+    settings.CHAT_WS_POSITION_CHECK_SECONDS = 3600
 
 
 @pytest.fixture

@@ -17,12 +17,9 @@ from tests.websocket.test_consumers import (
     post,
 )
 
-pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture(autouse=True)
-def no_position_checks(settings):
-    settings.CHAT_WS_POSITION_CHECK_SECONDS = 3600  # only the frames each test makes
+pytestmark = [
+    pytest.mark.asyncio, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("no_position_checks"),
+]
 
 
 async def messages_until_quiet(communicator) -> list[str]:

@@ -18,14 +18,9 @@ from messaging_domain.commands import (
     DeleteChatCommand,
 )
 
-pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture(autouse=True)
-def no_position_checks(settings):
-    """These tests follow live frames and their gap fills; the position checks have tests of their own
-    (test_lost_frames.py) and would otherwise fill a frame a slow test run delivers late."""
-    settings.CHAT_WS_POSITION_CHECK_SECONDS = 3600
+pytestmark = [
+    pytest.mark.asyncio, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("no_position_checks"),
+]
 
 
 @sync_to_async

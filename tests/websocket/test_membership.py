@@ -27,13 +27,9 @@ from tests.websocket.test_consumers import (
     receive_past_presence,
 )
 
-pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture(autouse=True)
-def no_position_checks(settings):
-    """Live routing only; the position check's part (a lost member.left) has its own test below."""
-    settings.CHAT_WS_POSITION_CHECK_SECONDS = 3600
+pytestmark = [
+    pytest.mark.asyncio, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("no_position_checks"),
+]
 
 
 @sync_to_async

@@ -26,15 +26,11 @@ from messaging_domain.commands import (
 from tests.websocket.test_consumers import assert_closed_with, connect, deliver
 from tests.websocket.test_membership import envelopes_since, forward, outbox_mark, run
 
-pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.asyncio, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("no_position_checks"),
+]
 
 CHANGES = {"message.created", "message.edited", "message.deleted", "member.joined", "member.left"}
-
-
-@pytest.fixture(autouse=True)
-def no_position_checks(settings):
-    """Live frames and their gap fills only; the position check has its own test (it sets a short interval)."""
-    settings.CHAT_WS_POSITION_CHECK_SECONDS = 3600
 
 
 @pytest.fixture

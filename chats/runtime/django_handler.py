@@ -17,7 +17,6 @@ still runs alone on its thread, but the thread is taken from those idle and give
 
 from __future__ import annotations
 
-import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from asgiref.sync import ThreadSensitiveContext, sync_to_async
@@ -27,27 +26,23 @@ IDLE_THREADS = 32  # request threads kept for reuse; a burst beyond them starts 
 
 
 class RequestThreads:
-    """Single-thread executors, one per request in flight, kept for the next requests once idle."""
+    """Single-thread executors, one per request in flight, kept for the next requests once idle. Used from the
+    event loop only (the handler's `__call__`), so it needs no lock."""
 
     def __init__(self, keep: int = IDLE_THREADS) -> None:
         self.keep = keep
         self._idle: list[ThreadPoolExecutor] = []
-        self._lock = threading.Lock()
 
     def take(self) -> ThreadPoolExecutor:
-        with self._lock:
-            if self._idle:
-                return self._idle.pop()
-        return ThreadPoolExecutor(max_workers=1, thread_name_prefix="request")
+        return self._idle.pop() if self._idle else ThreadPoolExecutor(max_workers=1, thread_name_prefix="request")
 
     def give_back(self, executor: ThreadPoolExecutor) -> None:
         # A view cancelled by a client's disconnect may still be running on it: the next request queues behind it,
         # as it would behind any request on that thread.
-        with self._lock:
-            if len(self._idle) < self.keep:
-                self._idle.append(executor)
-                return
-        executor.shutdown(wait=False)
+        if len(self._idle) < self.keep:
+            self._idle.append(executor)
+        else:
+            executor.shutdown(wait=False)
 
 
 class OneThreadASGIHandler(ASGIHandler):

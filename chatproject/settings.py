@@ -247,6 +247,10 @@ CHAT_WS_FRAME_BURST = int(os.environ.get("CHAT_WS_FRAME_BURST", "20"))
 # as one {"type": "batch"} frame of at most this many bytes; under daphne's 1 MiB ceiling (chats.runtime.webserver).
 CHAT_WS_BATCH_BYTES = int(os.environ.get("CHAT_WS_BATCH_BYTES", "65536"))
 CHAT_WS_MAX_SOCKETS_PER_USER = int(os.environ.get("CHAT_WS_MAX_SOCKETS_PER_USER", "20"))
+# A socket not admitted within this many seconds (Redis or the database slow to answer) is told 1013 "try again
+# later"; daphne's handshake timeout is set above it (chats.management.commands.serve), or the client would get
+# its connection dropped without an answer.
+CHAT_WS_ADMISSION_SECONDS = float(os.environ.get("CHAT_WS_ADMISSION_SECONDS", "3"))
 # A web process that dies takes its sockets out of the per-user counts within this many seconds
 # (chats.live.socket_slots).
 CHAT_WS_SOCKET_LEASE_SECONDS = int(os.environ.get("CHAT_WS_SOCKET_LEASE_SECONDS", "30"))

@@ -96,6 +96,7 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
         self.one_at_a_time: asyncio.Lock | None = None  # held while a message is dispatched
         self.at_the_lock = 0  # messages dispatched or waiting to be
         self.accepted = False
+        self.admission: asyncio.Timeout | None = None  # the deadline of the handshake, until accepted
         self.counted_open = False
         self.holds_slot = False
         self.user_id: int | None = None
@@ -161,8 +162,8 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
         return True
 
     async def join(self, group: str) -> None:
+        self.joined.append(group)  # first: a join cut short by the admission deadline is left too
         await self.channel_layer.group_add(group, self.channel_name)
-        self.joined.append(group)
 
     async def __call__(self, scope, receive, send) -> None:
         """Channels' `AsyncConsumer.__call__`, with a loop that costs less per open socket, and what the socket
@@ -277,15 +278,30 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
         await self.close(code=CLOSE_UNAUTHENTICATED)
 
     async def websocket_connect(self, message: dict[str, Any]) -> None:
-        # Admission needs Redis (socket counts, group subscriptions). While it restarts, a client is told to
-        # come back (1013) instead of getting a bare HTTP 500 for the handshake.
+        # Admission needs Redis (socket counts, group subscriptions, presence) and the database. While Redis
+        # restarts, a client is told to come back (1013) instead of getting a bare HTTP 500 for the handshake; while
+        # either is slow to answer, it is told so too once CHAT_WS_ADMISSION_SECONDS have passed, before daphne's
+        # handshake timeout would drop the connection with no answer at all. The deadline ends at `accept`.
         try:
-            await super().websocket_connect(message)
-        except LAYER_ERRORS as error:
-            logger.warning("socket refused while Redis is unavailable: %s", error)
+            async with self.admission_deadline():
+                await super().websocket_connect(message)
+        except (*LAYER_ERRORS, TimeoutError) as error:
+            reason = "admission took too long" if isinstance(error, TimeoutError) else f"{type(error).__name__}: {error}"
+            logger.warning("socket refused (%s)", reason)
             await self.reject(CLOSE_TRY_AGAIN, "unavailable", UNAVAILABLE)
 
+    @contextlib.asynccontextmanager
+    async def admission_deadline(self):
+        async with asyncio.timeout(settings.CHAT_WS_ADMISSION_SECONDS) as self.admission:
+            try:
+                yield
+            finally:
+                self.admission = None
+
     async def accept(self, subprotocol: str | None = None, headers=None) -> None:
+        if self.admission is not None:
+            self.admission.reschedule(None)  # open: what follows (a replay) takes as long as it takes
+            self.admission = None
         self.accepted = True
         await super().accept(subprotocol, headers)
         self.counted_open = True

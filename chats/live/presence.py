@@ -26,7 +26,13 @@ import weakref
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from chats.live.socket_slots import LAYER_ERRORS, LEASE_PREFIX, SocketSlots
+from chats.live.socket_slots import (
+    LAYER_ERRORS,
+    LEASE_PREFIX,
+    SocketSlots,
+    finished_or_undone,
+    undo_later,
+)
 from chats.pipeline.wire import chat_group, render
 
 logger = logging.getLogger(__name__)
@@ -136,14 +142,27 @@ class Presence:
         return f"chat:presence:{chat_id}"
 
     async def enter(self, chat_id: uuid.UUID, username: str) -> tuple[bool, list[str]]:
-        """Count one socket of `username` in; whether it is their first, and who is online now."""
-        client = self.slots.redis()
-        await self.slots.lease.ensure(client)
-        first, online, gone = await client.eval(
-            ENTER, 1, self.key(chat_id), self.slots.lease.process_id, username, LEASE_PREFIX, EXPIRES
-        )
-        self._serve(chat_id, +1)
-        await self.announce_left(chat_id, _names(gone))
+        """Count one socket of `username` in; whether it is their first, and who is online now. A socket whose
+        admission fails or gives up meanwhile is counted out again."""
+
+        async def count_in() -> list:
+            client = self.slots.redis()
+            await self.slots.lease.ensure(client)
+            counted = await client.eval(
+                ENTER, 1, self.key(chat_id), self.slots.lease.process_id, username, LEASE_PREFIX, EXPIRES
+            )
+            self._serve(chat_id, +1)
+            return counted
+
+        async def count_out(_counted: list) -> None:
+            await self.leave(chat_id, username)
+
+        first, online, gone = await finished_or_undone(count_in(), count_out)
+        try:
+            await self.announce_left(chat_id, _names(gone))
+        except BaseException:
+            undo_later(self.leave(chat_id, username))
+            raise
         return bool(first), _names(online)
 
     async def leave(self, chat_id: uuid.UUID, username: str) -> bool:

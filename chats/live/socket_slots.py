@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import functools
 import logging
 import uuid
 import weakref
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import redis
 from django.conf import settings
@@ -25,6 +28,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError, TimeoutError
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 COUNT_EXPIRES = 24 * 3600  # a user's hash outlives no process by long; an idle user's goes away
 LEASE_PREFIX = "chat:ws-process:"
@@ -56,6 +60,38 @@ return 1
 GIVE_BACK = """
 if redis.call('HINCRBY', KEYS[1], ARGV[1], -1) <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
 """
+
+
+_undoing: set[asyncio.Task] = set()  # the event loop keeps only weak references to tasks
+
+
+async def finished_or_undone(operation: Awaitable[T], undo: Callable[[T], Awaitable[object]]) -> T:
+    """Await `operation`; if the caller is cancelled meanwhile (a socket's admission ran out of time), let it
+    finish anyway and then `undo` it, so that a socket that never opened leaves nothing counted in Redis."""
+    task = asyncio.ensure_future(operation)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        task.add_done_callback(functools.partial(_undo_if_done, undo))
+        raise
+
+
+def _undo_if_done(undo: Callable[[T], Awaitable[object]], done: asyncio.Task) -> None:
+    if not done.cancelled() and done.exception() is None:  # else it did nothing (or nothing known)
+        undo_later(undo(done.result()))
+
+
+def undo_later(undo: Awaitable[object]) -> None:
+    """Run `undo` on its own: its caller is being cancelled, or failing, and cannot wait for it."""
+    undoing = asyncio.ensure_future(undo)
+    _undoing.add(undoing)
+    undoing.add_done_callback(_undone)
+
+
+def _undone(undoing: asyncio.Task) -> None:
+    _undoing.discard(undoing)
+    if not undoing.cancelled() and undoing.exception() is not None:
+        logger.warning("could not undo what a refused socket took: %s", undoing.exception())
 
 
 class ProcessLease:
@@ -124,13 +160,22 @@ class SocketSlots:
         return f"chat:ws-sockets:{user_id}"
 
     async def take(self, user_id: int) -> bool:
-        client = self.redis()
-        await self.lease.ensure(client)
-        taken = await client.eval(
-            TAKE, 1, self.key(user_id), self.lease.process_id, settings.CHAT_WS_MAX_SOCKETS_PER_USER,
-            LEASE_PREFIX, COUNT_EXPIRES,
-        )
-        return bool(taken)
+        """Take one of the user's slots if one is free; a take its caller gave up on is given back."""
+
+        async def take() -> bool:
+            client = self.redis()
+            await self.lease.ensure(client)
+            taken = await client.eval(
+                TAKE, 1, self.key(user_id), self.lease.process_id, settings.CHAT_WS_MAX_SOCKETS_PER_USER,
+                LEASE_PREFIX, COUNT_EXPIRES,
+            )
+            return bool(taken)
+
+        async def give_back(taken: bool) -> None:
+            if taken:
+                await self.give_back(user_id)
+
+        return await finished_or_undone(take(), give_back)
 
     async def give_back(self, user_id: int) -> None:
         await self.redis().eval(GIVE_BACK, 1, self.key(user_id), self.lease.process_id)

@@ -3,10 +3,12 @@ the real daphne, instead of failing their handshake with HTTP 500; once Redis is
 
 import asyncio
 import json
+import signal
 import time
 
 import pytest
 import websockets
+from redis import StrictRedis
 from rest_framework.authtoken.models import Token
 from websockets.exceptions import ConnectionClosed
 
@@ -61,5 +63,34 @@ def test_a_socket_opened_while_redis_is_away_is_told_to_come_back_with_1013(ann,
             assert (answer["type"], answer["code"]) == ("error", "unavailable")
             time.sleep(0.25)
         assert answer == {"type": "pong"}
+    finally:
+        redis.stop()
+
+
+def test_a_socket_waiting_on_a_redis_that_does_not_answer_is_told_1013_and_takes_nothing(ann, worker):
+    """A paused Redis (SIGSTOP: it accepts connections and never answers) must not hold a handshake until daphne
+    drops the connection with no HTTP answer: admission gives up after CHAT_WS_ADMISSION_SECONDS with 1013, and
+    what the refused socket's admission took (its socket slot) is given back once Redis answers again."""
+    token = Token.objects.create(user=ann).key
+    redis_port, web_port = free_port(), free_port()
+    redis = start_redis(port=redis_port)
+    try:
+        serving(worker, web_port, REDIS_URL=f"redis://127.0.0.1:{redis_port}/0", CHAT_WS_ADMISSION_SECONDS="1")
+        url = f"ws://127.0.0.1:{web_port}/ws/chats/?token={token}"
+        assert asyncio.run(pong(url)) == {"type": "pong"}
+
+        redis.process.send_signal(signal.SIGSTOP)
+        try:
+            frame, code = asyncio.run(first_frame_and_close(url))
+        finally:
+            redis.process.send_signal(signal.SIGCONT)
+        assert (frame["type"], frame["code"], code) == ("error", "unavailable", 1013)
+
+        assert asyncio.run(pong(url)) == {"type": "pong"}
+        counts, key = StrictRedis(port=redis_port), f"chat:ws-sockets:{ann.pk}"
+        deadline = time.monotonic() + 10
+        while counts.hgetall(key) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert counts.hgetall(key) == {}  # the refused socket's slot, taken once Redis woke, was given back
     finally:
         redis.stop()

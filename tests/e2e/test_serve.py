@@ -41,6 +41,10 @@ def test_daphne_runs_the_configured_application_with_our_protocols_and_only_a_me
     # autobahn holds the frames the server sends to these too: far above any of them, not the client's limit.
     assert argv[argv.index("--websocket-max-message-size") + 1] == str(1024 * 1024)
     assert argv[argv.index("--websocket-max-frame-size") + 1] == str(1024 * 1024)
+    # The consumers refuse a socket they could not admit in time with 1013; daphne's drop comes later.
+    settings.CHAT_WS_ADMISSION_SECONDS = 2.5
+    argv = daphne_argv(7)
+    assert argv[argv.index("--websocket_connect_timeout") + 1] == "5"
 
 
 def test_web_processes_one_per_core_on_postgresql_one_on_sqlite_unless_web_concurrency_says(monkeypatch):

@@ -9,6 +9,7 @@ one's is made longer than the test, so only its release at exit can free the soc
 import asyncio
 import json
 import signal
+import uuid
 
 import pytest
 import websockets
@@ -17,6 +18,7 @@ from websockets.exceptions import ConnectionClosed
 
 from chats.adapters import participant_of
 from chats.bootstrap import mediator
+from chats.live.presence import Presence
 from chats.live.socket_slots import LEASE_PREFIX, ProcessLease, SocketSlots
 from chats.runtime.embedded import free_port, start_redis
 from messaging_domain.commands import CreateChatCommand
@@ -131,5 +133,34 @@ async def test_a_redis_restart_does_not_fail_the_next_admission_on_a_stale_conne
         redis.stop()
         redis = start_redis(port=port)
         assert await slots.take(ann.pk) is True
+    finally:
+        redis.stop()
+
+
+async def test_an_admission_that_gives_up_on_a_paused_redis_leaves_nothing_counted(ann, settings):
+    """A socket refused because Redis did not answer in time (chats.live.consumers, the admission deadline) is
+    counted out of the user's sockets and the chat's presence once Redis answers the commands it was waiting on."""
+    port = free_port()
+    redis = start_redis(port=port)
+    try:
+        settings.REDIS_URL = f"redis://127.0.0.1:{port}/0"
+        slots = SocketSlots(ProcessLease())
+        presence = Presence(slots)
+        chat_id = uuid.uuid4()
+        assert await slots.take(ann.pk) is True  # connected, the lease held: what follows waits on the commands
+        redis.process.send_signal(signal.SIGSTOP)
+        try:
+            for admission in (slots.take(ann.pk), presence.enter(chat_id, "ann")):
+                with pytest.raises(TimeoutError):
+                    async with asyncio.timeout(0.5):
+                        await admission
+        finally:
+            redis.process.send_signal(signal.SIGCONT)
+        client = slots.redis()
+        for _ in range(100):
+            if await slots.count(ann.pk) == 1 and not await client.hgetall(presence.key(chat_id)):
+                break
+            await asyncio.sleep(0.05)
+        assert (await slots.count(ann.pk), await client.hgetall(presence.key(chat_id))) == (1, {})
     finally:
         redis.stop()

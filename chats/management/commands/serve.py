@@ -9,6 +9,7 @@ per core. Each copy is a full server: the channel layer, throttles and socket co
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import sys
@@ -25,6 +26,13 @@ LISTEN_BACKLOG = 1024  # connections the kernel queues per process while daphne 
 # which JSON still escapes as \uXXXX); daphne's own default, 1 MiB, is far above that and bounds what a
 # client can make the process buffer before the consumer refuses its frame.
 MAX_WEBSOCKET_MESSAGE_BYTES = 1024 * 1024
+HANDSHAKE_MARGIN_SECONDS = 2  # for the 1013 to be sent after admission gives up
+
+
+def handshake_seconds() -> int:
+    """daphne's limit on a websocket handshake (it drops a connection still unanswered then, with no HTTP status),
+    set past the consumers' own limit (CHAT_WS_ADMISSION_SECONDS), after which they answer 1013 themselves."""
+    return math.ceil(settings.CHAT_WS_ADMISSION_SECONDS) + HANDSHAKE_MARGIN_SECONDS
 
 
 def daphne_argv(fd: int) -> list[str]:
@@ -39,6 +47,7 @@ def daphne_argv(fd: int) -> list[str]:
     return [
         sys.executable, "-m", "chats.runtime.webserver", "--fd", str(fd),
         "--websocket-max-message-size", ceiling, "--websocket-max-frame-size", ceiling,
+        "--websocket_connect_timeout", str(handshake_seconds()),
         f"{module}:{attribute}",
     ]
 

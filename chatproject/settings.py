@@ -276,7 +276,7 @@ CHAT_WS_PRESENCE_REFRESH_SECONDS = float(os.environ.get("CHAT_WS_PRESENCE_REFRES
 def channel_layers_on(redis_url: str) -> dict:
     return {
         "default": {
-            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "BACKEND": "chats.live.layer.DirectPubSubChannelLayer",  # channels-redis pub/sub, sockets as receivers
             "CONFIG": {
                 "hosts": [{"address": redis_url, "retry": Retry(NoBackoff(), 1),
                            "retry_on_error": [RedisConnectionError, RedisTimeoutError]}],

@@ -10,8 +10,8 @@ neither can show through.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
-import functools
 import logging
 import re
 import time
@@ -83,23 +83,29 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
     kind = ""  # the metrics' label: "lobby" or "chat"
     groups = ()  # Channels' own joining of `groups` is unused (see join): no empty list per socket
 
+    @property
+    def channel_layer(self):
+        return get_channel_layer(self.channel_layer_alias)  # one per process: not kept by every socket
+
     def __init__(self, *args, **kwargs) -> None:
         # Every attribute a socket holds is set here, first and in one order. CPython 3.11 shares one table of
         # attribute names among the instances of a class, but only takes in names while few instances exist:
         # an attribute first set later (after an await, with hundreds of sockets opening) makes every socket
-        # keep its attributes in a dict of its own instead, ~600 bytes more per socket.
+        # keep its attributes in a dict of its own instead, ~600 bytes more per socket. It shares at most 30 names:
+        # a 30th attribute turns every socket's 300-byte dict into a 1.6 KB one (tests/websocket/test_footprint.py).
         super().__init__(*args, **kwargs)
         self.scope: dict[str, Any] | None = None
         self.base_send = None
-        self.channel_layer = None
         self.channel_name = ""
+        self.task: asyncio.Task | None = None  # the socket's own, which waits for the client
+        self.inbox: collections.deque | None = None  # group messages not yet dispatched, while there are some
+        self.reader: asyncio.Task | None = None  # dispatches the inbox, while it has messages
+        self.failed: BaseException | None = None  # what a group message's dispatch raised: it ends the socket
         self.one_at_a_time: asyncio.Lock | None = None  # held while a message is dispatched
         self.at_the_lock = 0  # messages dispatched or waiting to be
         self.accepted = False
         self.admission: asyncio.Timeout | None = None  # the deadline of the handshake, until accepted
-        self.counted_open = False
-        self.holds_slot = False
-        self.user_id: int | None = None
+        self.user_id: int | None = None  # whose socket slot this socket holds, until given back
         self.credential = ""  # chats.live.credentials.credential_id of what authenticated the socket
         self.budget: FrameBudget | None = None  # made at the client's first frame: many sockets never send one
         self.joined: list[str] = []
@@ -151,7 +157,6 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
                 f"At most {settings.CHAT_WS_MAX_SOCKETS_PER_USER} open sockets per user.",
             )
             return False
-        self.holds_slot = True
         self.user_id = user.pk
         # Revoking the credential reaches the socket through its user's group (chats.live.credentials).
         if "auth_token" in self.scope:
@@ -170,54 +175,72 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
         holds given back however it ends.
 
         As in Channels, what the client sends and what the channel layer delivers are dispatched one message
-        at a time, in the order they are taken. Channels' loop (`await_many_dispatch`) waits with a task per
-        source and an `asyncio.wait` per message, and keeps the last message: ~2 KB of every idle socket, and
-        a new task per frame. Here the socket's own task waits for the client, one task for the channel layer
-        (`read_layer`), and a lock keeps their dispatches apart (`dispatch_one_at_a_time`).
+        at a time, in the order they arrive. Channels' loop (`await_many_dispatch`) waits with a task per
+        source and an `asyncio.wait` per message, and the layer keeps a queue and a waiting task per socket:
+        ~7 KB of every idle socket. Here the socket's own task waits for the client; the layer hands group
+        messages to `put_nowait` (chats.live.layer), which keeps them in `inbox` and starts a task to dispatch
+        them only while there are some (`read_inbox`); a lock keeps the two apart (`dispatch_one_at_a_time`).
         """
         # daphne cancels consumers at shutdown without calling disconnect(), and a consumer that raises
         # never reaches it, hence `finally`. (A process that dies gives nothing back; its socket lease
         # expires instead, see chats.live.socket_slots.)
         self.scope, self.base_send = scope, send
-        self.channel_layer = get_channel_layer(self.channel_layer_alias)
-        layer = None
+        self.task = asyncio.current_task()
+        self.channel_name = self.channel_layer.attach(self)
         try:
-            self.channel_name = await self.channel_layer.new_channel()
-            layer = asyncio.ensure_future(self.read_layer())
-            layer.add_done_callback(functools.partial(self.layer_ended, asyncio.current_task()))
-            while not layer.done():
+            while self.failed is None:
                 try:
                     await self.dispatch_one_at_a_time(await receive())
                 except asyncio.CancelledError:
-                    if not layer.done() or layer.cancelled():
+                    if self.failed is None:
                         raise  # daphne cancelled the socket
-                    asyncio.current_task().uncancel()  # layer_ended did, to end the socket with the layer's error
-            layer.result()
+                    self.task.uncancel()  # inbox_ended did, to end the socket with the inbox's error
+            raise self.failed
         except StopConsumer:
             pass
-        except LAYER_ERRORS as error:
-            # Channels opens this socket's channel on the layer before the handshake is even read; with
-            # Redis away that fails outside websocket_connect, and daphne would answer the handshake 500.
-            if self.accepted:
-                raise
-            logger.warning("socket refused while Redis is unavailable: %s", error)
-            await self.refuse_unavailable(receive, send)
         finally:
-            if layer is not None and not layer.done():
-                layer.cancel()  # the layer closes the socket's channel as its receive is cancelled
-                with contextlib.suppress(asyncio.CancelledError):
-                    await layer
+            self.channel_layer.detach(self.channel_name)
+            self.inbox = None
+            if self.reader is not None and not self.reader.done():
+                self.reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):  # the socket ends either way
+                    await self.reader
             await self.release()
+            if self.accepted:
+                OPEN_SOCKETS[self.kind].dec()
 
-    async def read_layer(self) -> None:
-        while True:
-            await self.dispatch_one_at_a_time(await self.channel_layer.receive(self.channel_name), self.batching)
+    def put_nowait(self, message: bytes) -> None:
+        """A group message for this socket, from the channel layer's reader (chats.live.layer)."""
+        if self.failed is not None or self.task is None:
+            return  # ending
+        if self.inbox is None:
+            self.inbox = collections.deque()
+        self.inbox.append(message)
+        if self.reader is None:
+            self.reader = asyncio.ensure_future(self.read_inbox())
+            self.reader.add_done_callback(self.inbox_ended)
 
-    def layer_ended(self, socket: asyncio.Task, layer: asyncio.Task) -> None:
-        """Only an exception (StopConsumer too) ends `read_layer`, and it ends the socket, as in Channels: at
-        once if the socket's task is waiting for the client (or for the lock), else when its dispatch returns."""
-        if not layer.cancelled() and not (self.one_at_a_time is not None and self.one_at_a_time.locked()):
-            socket.cancel()
+    async def read_inbox(self) -> None:
+        while self.inbox:
+            message = self.channel_layer.deserialize(self.inbox.popleft())
+            await self.dispatch_one_at_a_time(message, self.batching)
+        self.inbox = None  # an empty deque is 600 bytes: an idle socket keeps none
+
+    def inbox_ended(self, reader: asyncio.Task) -> None:
+        """An exception (StopConsumer too) in a group message's dispatch ends the socket, as in Channels: at once
+        if the socket's task is waiting for the client (or for the lock), else when its dispatch returns."""
+        self.reader = None
+        if reader.cancelled():
+            return
+        error = reader.exception()
+        if error is None:
+            if self.inbox:  # arrived after the reader's last look
+                self.reader = asyncio.ensure_future(self.read_inbox())
+                self.reader.add_done_callback(self.inbox_ended)
+            return
+        self.failed = error
+        if not (self.one_at_a_time is not None and self.one_at_a_time.locked()):
+            self.task.cancel()
 
     async def dispatch_one_at_a_time(self, message: dict[str, Any], with_queued: bool = False) -> None:
         # The lock exists only while a message is dispatched or waits to be: an asyncio.Lock keeps the deque of
@@ -241,31 +264,18 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
             if not self.at_the_lock:
                 self.one_at_a_time = None
 
-    @staticmethod
-    async def refuse_unavailable(receive, send) -> None:
-        """Answer the handshake with 1013 and an `unavailable` error frame, without a channel layer."""
-        if (await receive())["type"] != "websocket.connect":
-            return
-        frame = {"type": "error", "code": "unavailable", "message": UNAVAILABLE}
-        await send({"type": "websocket.accept"})
-        await send({"type": "websocket.send", "text": render(frame)})
-        await send({"type": "websocket.close", "code": CLOSE_TRY_AGAIN})
-
     async def disconnect(self, code: int) -> None:
         await self.release()
 
     async def release(self) -> None:
         """Leave every group and give the socket slot back; safe to call twice."""
         joined, self.joined = self.joined, []
-        if self.counted_open:
-            self.counted_open = False
-            OPEN_SOCKETS[self.kind].dec()
         try:
             for group in joined:
                 await self.channel_layer.group_discard(group, self.channel_name)
-            if self.holds_slot:
-                self.holds_slot = False
-                await self.slots.give_back(self.scope["user"].pk)
+            if self.user_id is not None:
+                user_id, self.user_id = self.user_id, None
+                await self.slots.give_back(user_id)
         except LAYER_ERRORS as error:
             logger.warning("socket %s: could not give back what it held (%s)", self.channel_name, error)
 
@@ -303,9 +313,8 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
             self.admission.reschedule(None)  # open: what follows (a replay) takes as long as it takes
             self.admission = None
         self.accepted = True
+        OPEN_SOCKETS[self.kind].inc()  # and down as the socket ends (__call__)
         await super().accept(subprotocol, headers)
-        self.counted_open = True
-        OPEN_SOCKETS[self.kind].inc()
 
     async def send(self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False) -> None:
         if text_data is not None or bytes_data is not None:
@@ -345,13 +354,12 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
             await super().send(BATCH_OPEN + ",".join(frames) + BATCH_CLOSE)
 
     def take_queued(self):
-        """Messages the channel layer has already queued in this process for this socket (those queued when
-        called: a busy group cannot hold the socket's turn for ever)."""
-        queue = self.layer_queue()
-        for _ in range(queue.qsize() if queue is not None else 0):
-            if queue.empty():
+        """Group messages already waiting in this process for this socket (those waiting when called: a busy
+        group cannot hold the socket's turn for ever)."""
+        for _ in range(self.backlog()):
+            if not self.inbox:
                 return
-            yield self.channel_layer.deserialize(queue.get_nowait())
+            yield self.channel_layer.deserialize(self.inbox.popleft())
 
     async def close(self, code: int | bool | None = None, reason: str | None = None) -> None:
         if self.pending:
@@ -424,15 +432,9 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
     async def chat_event(self, message: dict[str, Any]) -> None:
         raise NotImplementedError
 
-    def layer_queue(self) -> asyncio.Queue | None:
-        """What the channel layer holds in this process for this socket: the pub/sub layer keeps a queue per
-        channel (other layers, none: no backlog is seen and nothing is batched beyond one dispatch)."""
-        return getattr(self.channel_layer, "channels", {}).get(self.channel_name)
-
     def backlog(self) -> int:
-        """Frames waiting in this process for this consumer."""
-        queue = self.layer_queue()
-        return queue.qsize() if queue is not None else 0
+        """Group messages waiting in this process for this consumer."""
+        return len(self.inbox) if self.inbox else 0
 
 
 class LobbyConsumer(EventStreamConsumer):

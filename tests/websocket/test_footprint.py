@@ -1,0 +1,55 @@
+"""What an idle chat socket holds in its web process (issue 13, target 4): its consumer's attributes in a dict
+whose names every socket shares, and no queue, task or Redis subscription of its own (chats.live.layer)."""
+
+import asyncio
+import sys
+
+import pytest
+import redis
+from channels.layers import get_channel_layer
+from django.conf import settings
+
+from chats.live.consumers import ChatStreamConsumer, LobbyConsumer
+from chats.pipeline.wire import chat_group
+from tests.websocket.test_consumers import connect
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def sockets_of(kind: type) -> list:
+    return [receiver for receiver in get_channel_layer()._get_layer().channels.values() if isinstance(receiver, kind)]
+
+
+@pytest.mark.asyncio
+async def test_an_idle_chat_socket_has_no_queue_task_or_subscription_of_its_own(chat, token):
+    lobby = await connect(f"/ws/chats/?token={token}")
+    stream = await connect(f"/ws/chats/{chat.id}/?token={token}")
+    await get_channel_layer().group_send(chat_group(chat.id), {"type": "chat.typing", "username": "bob", "frame": "{}"})
+    assert (await stream.receive_output(timeout=5))["text"] == "{}"  # a group message came and went
+    (consumer,) = sockets_of(ChatStreamConsumer)
+    for _ in range(100):  # the reader's task ends just after the frame it sent
+        if consumer.reader is None:
+            break
+        await asyncio.sleep(0.01)
+    assert (consumer.inbox, consumer.reader) == (None, None)
+    # The sockets' own channels are names for their groups only: Redis has subscriptions for the groups alone.
+    subscribed = redis.Redis.from_url(settings.REDIS_URL).pubsub_channels()
+    assert not [channel for channel in subscribed if b"specific." in channel]
+    for socket in (stream, lobby):
+        await socket.disconnect()
+    assert sockets_of(ChatStreamConsumer) == sockets_of(LobbyConsumer) == []
+
+
+def test_every_socket_shares_its_consumers_attribute_names():
+    # CPython 3.11 shares up to 30 attribute names among a class's instances; one more gives every socket a
+    # dict of its own, 1.6 KB instead of 0.3 KB.
+    for kind in (LobbyConsumer, ChatStreamConsumer):
+        assert sys.getsizeof(vars(kind())) < 512, kind
+
+
+@pytest.mark.asyncio
+async def test_a_group_message_is_unpacked_once_for_all_the_sockets_it_reaches():
+    layer = get_channel_layer()
+    packed = layer.serialize({"type": "chat.event", "frame": "{}"})
+    assert layer.deserialize(packed) is layer.deserialize(packed)
+    assert layer.deserialize(layer.serialize({"type": "chat.event"})) == {"type": "chat.event"}

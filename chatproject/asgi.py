@@ -13,16 +13,15 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatproject.settings")
 django.setup(set_prefix=False)  # as django.core.asgi.get_asgi_application does
 
 # Imported after Django is set up: they load models.
-from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
-from chats.live.middleware import BrowserOriginValidator, TokenAuthMiddleware  # noqa: E402
+from chats.live.middleware import BrowserOriginValidator, SocketAuthMiddleware  # noqa: E402
 from chats.live.routing import websocket_urlpatterns  # noqa: E402
 from chats.runtime.django_handler import OneThreadASGIHandler  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": OneThreadASGIHandler(),
-        "websocket": BrowserOriginValidator(AuthMiddlewareStack(TokenAuthMiddleware(URLRouter(websocket_urlpatterns)))),
+        "websocket": BrowserOriginValidator(SocketAuthMiddleware(URLRouter(websocket_urlpatterns))),
     }
 )

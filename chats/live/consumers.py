@@ -302,7 +302,11 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
 
     @contextlib.asynccontextmanager
     async def admission_deadline(self):
-        async with asyncio.timeout(settings.CHAT_WS_ADMISSION_SECONDS) as self.admission:
+        """Until the deadline the middleware set as the handshake began (chats.live.middleware)."""
+        deadline = self.scope.get("admission_deadline")
+        if deadline is None:
+            deadline = asyncio.get_running_loop().time() + settings.CHAT_WS_ADMISSION_SECONDS
+        async with asyncio.timeout_at(deadline) as self.admission:
             try:
                 yield
             finally:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from importlib import import_module
 from urllib.parse import parse_qs, urlsplit
 
@@ -11,9 +13,15 @@ from channels.security.websocket import WebsocketDenier
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser
+from django.db import DatabaseError
 from django.http.cookie import parse_cookie
 from django.http.request import split_domain_port, validate_host
 from django.utils.http import is_same_domain
+
+from chats.live.consumers import CLOSE_TRY_AGAIN, UNAVAILABLE
+from chats.pipeline.wire import render
+
+logger = logging.getLogger(__name__)
 
 
 @database_sync_to_async
@@ -46,20 +54,31 @@ class SocketAuthMiddleware:
     copies the scope and keeps a coroutine frame alive for as long as the socket is open, ~4 KB of every idle
     socket. Channels' session middleware saves a changed session on HTTP responses only: nothing of it is
     lost on a websocket.
+
+    The socket's admission deadline (CHAT_WS_ADMISSION_SECONDS) starts here, and the consumer keeps to the same
+    one (`admission_deadline` in the scope): a client whose user takes too long to look up is told 1013 too.
     """
 
     def __init__(self, inner):
         self.inner = inner
 
     async def __call__(self, scope, receive, send):
-        return await self.inner(await authenticated(scope), receive, send)  # the frame keeps no more than it must
+        deadline = asyncio.get_running_loop().time() + settings.CHAT_WS_ADMISSION_SECONDS
+        try:
+            async with asyncio.timeout_at(deadline):
+                scope = await authenticated(scope, deadline)  # the frame keeps no more than it must
+        except (TimeoutError, DatabaseError) as error:
+            logger.warning("socket refused, its user not found in time (%s)", type(error).__name__)
+            return await refuse_unavailable(receive, send)
+        return await self.inner(scope, receive, send)
 
 
-async def authenticated(scope) -> dict:
-    """A copy of `scope` with `session` and `user`, and `auth_token` or `token_refused` for a `?token=`."""
+async def authenticated(scope, deadline: float) -> dict:
+    """A copy of `scope` with `session` and `user`, `auth_token` or `token_refused` for a `?token=`, and the
+    admission deadline."""
     cookies = parse_cookie(_header(scope, b"cookie") or "")
     session = import_module(settings.SESSION_ENGINE).SessionStore(cookies.get(settings.SESSION_COOKIE_NAME))
-    scope = dict(scope, session=session)
+    scope = dict(scope, session=session, admission_deadline=deadline)
     keys = parse_qs(scope.get("query_string", b"").decode()).get("token")
     if not keys:
         scope["user"] = await get_user(scope)
@@ -70,6 +89,15 @@ async def authenticated(scope) -> dict:
     else:
         scope["token_refused"] = True
     return scope
+
+
+async def refuse_unavailable(receive, send) -> None:
+    """Answer the handshake as a consumer refusing it would: an `unavailable` error frame and close 1013."""
+    if (await receive())["type"] != "websocket.connect":
+        return
+    await send({"type": "websocket.accept"})
+    await send({"type": "websocket.send", "text": render({"type": "error", "code": "unavailable", "message": UNAVAILABLE})})
+    await send({"type": "websocket.close", "code": CLOSE_TRY_AGAIN})
 
 
 def _header(scope, name: bytes) -> str | None:

@@ -106,6 +106,25 @@ async def test_a_token_of_a_deactivated_user_is_closed_with_4401_invalid_token(a
     await assert_closed_with(communicator, 4401, "invalid_token")
 
 
+@pytest.mark.parametrize("credential", ["token", "session"])
+async def test_a_socket_whose_user_is_not_found_within_the_admission_deadline_is_told_1013(
+    credential, ann, token, chat, channel_layer, client, settings, caplog
+):
+    """The deadline starts as the handshake does, in the middleware: a user looked up too slowly (the database
+    busy) gets the same answer as a socket whose Redis is slow (tests/e2e/test_redis_outage.py), before daphne's
+    handshake timeout. A deadline of 0 has passed by the time the lookup's thread answers."""
+    await sync_to_async(client.force_login)(ann)
+    settings.CHAT_WS_ADMISSION_SECONDS = 0
+    if credential == "token":
+        communicator = await connect(f"/ws/chats/{chat.id}/?token={token}")
+    else:
+        cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
+        communicator = await connect(f"/ws/chats/{chat.id}/", headers=[(b"cookie", cookie)])
+    frame = await assert_closed_with(communicator, 1013, "unavailable")
+    assert "reconnect" in frame["message"]
+    assert "its user not found in time" in caplog.text  # refused by the middleware: no consumer was made
+
+
 async def test_a_session_cookie_authenticates_a_socket(ann, chat, channel_layer, client):
     await sync_to_async(client.force_login)(ann)
     cookie = f"sessionid={client.cookies['sessionid'].value}".encode()

@@ -53,3 +53,16 @@ async def test_a_group_message_is_unpacked_once_for_all_the_sockets_it_reaches()
     packed = layer.serialize({"type": "chat.event", "frame": "{}"})
     assert layer.deserialize(packed) is layer.deserialize(packed)
     assert layer.deserialize(layer.serialize({"type": "chat.event"})) == {"type": "chat.event"}
+
+
+@pytest.mark.asyncio
+async def test_a_group_message_the_socket_cannot_handle_ends_it_and_gives_back_what_it_held(ann, chat, token):
+    """As in Channels, an exception in a group message's dispatch ends the socket (daphne then closes it with
+    1011), here from the task that dispatches the socket's inbox: the socket leaves the layer and its groups, and
+    its slot in the user's socket count is given back."""
+    stream = await connect(f"/ws/chats/{chat.id}/?token={token}")
+    await get_channel_layer().group_send(chat_group(chat.id), {"type": "no.such.type"})
+    with pytest.raises(ValueError, match="No handler for message type no.such.type"):
+        await stream.wait(timeout=5)  # the socket's task ends, with the dispatch's error
+    assert sockets_of(ChatStreamConsumer) == []
+    assert await ChatStreamConsumer.slots.count(ann.pk) == 0

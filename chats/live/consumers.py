@@ -75,6 +75,10 @@ COMMIT_TO_FRAME = {kind: metrics.COMMIT_TO_FRAME_SECONDS.labels(kind) for kind i
 GAP_FILLS = {trigger: metrics.GAP_FILLS.labels(trigger) for trigger in metrics.GAP_TRIGGERS}
 
 
+def error_frame(code: str, message: str, **extra: Any) -> dict[str, Any]:
+    return {"type": "error", "code": code, "message": message, **extra}
+
+
 class EventStreamConsumer(AsyncJsonWebsocketConsumer):
     """What both streams share: admission (user, socket cap, credential), the ping/pong protocol with its
     limits, error frames, event dispatch, and leaving every group joined."""
@@ -211,14 +215,17 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
 
     def put_nowait(self, message: bytes) -> None:
         """A group message for this socket, from the channel layer's reader (chats.live.layer)."""
-        if self.failed is not None or self.task is None:
+        if self.failed is not None:
             return  # ending
         if self.inbox is None:
             self.inbox = collections.deque()
         self.inbox.append(message)
         if self.reader is None:
-            self.reader = asyncio.ensure_future(self.read_inbox())
-            self.reader.add_done_callback(self.inbox_ended)
+            self.start_reading()
+
+    def start_reading(self) -> None:
+        self.reader = asyncio.ensure_future(self.read_inbox())
+        self.reader.add_done_callback(self.inbox_ended)
 
     async def read_inbox(self) -> None:
         while self.inbox:
@@ -235,8 +242,7 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
         error = reader.exception()
         if error is None:
             if self.inbox:  # arrived after the reader's last look
-                self.reader = asyncio.ensure_future(self.read_inbox())
-                self.reader.add_done_callback(self.inbox_ended)
+                self.start_reading()
             return
         self.failed = error
         if not (self.one_at_a_time is not None and self.one_at_a_time.locked()):
@@ -395,7 +401,7 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
         await self.close(code=code)
 
     async def send_error(self, code: str, message: str, **extra: Any) -> None:
-        await self.send_json({"type": "error", "code": code, "message": message, **extra})
+        await self.send_json(error_frame(code, message, **extra))
 
     async def send_json(self, content: dict[str, Any], close: bool = False) -> None:
         # Channels' send_json calls AsyncWebsocketConsumer.send, past this class's `send` (its count, batches).

@@ -18,7 +18,7 @@ from django.http.cookie import parse_cookie
 from django.http.request import split_domain_port, validate_host
 from django.utils.http import is_same_domain
 
-from chats.live.consumers import CLOSE_TRY_AGAIN, UNAVAILABLE
+from chats.live.consumers import CLOSE_TRY_AGAIN, UNAVAILABLE, error_frame
 from chats.pipeline.wire import render
 
 logger = logging.getLogger(__name__)
@@ -96,7 +96,7 @@ async def refuse_unavailable(receive, send) -> None:
     if (await receive())["type"] != "websocket.connect":
         return
     await send({"type": "websocket.accept"})
-    await send({"type": "websocket.send", "text": render({"type": "error", "code": "unavailable", "message": UNAVAILABLE})})
+    await send({"type": "websocket.send", "text": render(error_frame("unavailable", UNAVAILABLE))})
     await send({"type": "websocket.close", "code": CLOSE_TRY_AGAIN})
 
 

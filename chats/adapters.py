@@ -43,10 +43,11 @@ def chat_from_row(row: models.Chat) -> Chat:
     )
 
 
-def membership_from_row(row: models.Membership) -> Membership:
+def membership_from_row(row: models.Membership, user: Participant | None = None) -> Membership:
+    """`user`: the member when the caller knows them, so that the row is read without a join."""
     return Membership(
         chat_id=row.chat_id,
-        user=participant_of(row.user),
+        user=user or participant_of(row.user),
         role=Role(row.role),
         joined_at=row.joined_at,
         last_read_seq=row.last_read_seq,
@@ -54,13 +55,14 @@ def membership_from_row(row: models.Membership) -> Membership:
     )
 
 
-def message_from_row(row: models.Message) -> Message:
+def message_from_row(row: models.Message, author: Participant | None = None) -> Message:
+    """`author`: the author when the caller knows them, so that the row is read without a join."""
     return Message(
         id=row.id,
         chat_id=row.chat_id,
         seq=row.seq,
         text=None if row.deleted else Text(row.text),
-        author=participant_of(row.author),
+        author=author or participant_of(row.author),
         created_at=row.created_at,
         idempotency_key=row.idempotency_key,
         version=row.version,
@@ -139,12 +141,9 @@ class DjangoMessageRepository(MessageRepository):
             ) from error
 
     def get_by_idempotency_key(self, author: Participant, key: str) -> Message | None:
-        row = (
-            models.Message.objects.select_related("author")
-            .filter(author_id=author.id, idempotency_key=key)
-            .first()
-        )
-        return None if row is None else message_from_row(row)
+        # Without a join or an ORDER BY: the author is known, and (author, key) is unique.
+        rows = models.Message.objects.filter(author_id=author.id, idempotency_key=key)[:1]
+        return next((message_from_row(row, author) for row in rows), None)
 
     def get(self, chat_id: UUID, seq: int) -> Message | None:
         rows = models.Message.objects.select_related("author").filter(chat_id=chat_id, seq=seq)[:1]
@@ -171,15 +170,17 @@ class DjangoMessageRepository(MessageRepository):
 
 
 class DjangoMembershipRepository(MembershipRepository):
-    def _rows(self, chat_id: UUID, user_id: int):
-        return models.Membership.objects.select_related("user").filter(chat_id=chat_id, user_id=user_id)[:1]
+    @staticmethod
+    def _rows(chat_id: UUID, user: Participant):
+        # No join on the user: the caller knows who it asks about.
+        return models.Membership.objects.filter(chat_id=chat_id, user_id=user.id)[:1]
 
-    def get(self, chat_id: UUID, user_id: int) -> Membership | None:
-        return next((membership_from_row(row) for row in self._rows(chat_id, user_id)), None)
+    def get(self, chat_id: UUID, user: Participant) -> Membership | None:
+        return next((membership_from_row(row, user) for row in self._rows(chat_id, user)), None)
 
-    def get_for_update(self, chat_id: UUID, user_id: int) -> Membership | None:
-        rows = self._rows(chat_id, user_id).select_for_update(of=("self",))
-        return next((membership_from_row(row) for row in rows), None)
+    def get_for_update(self, chat_id: UUID, user: Participant) -> Membership | None:
+        rows = self._rows(chat_id, user).select_for_update()
+        return next((membership_from_row(row, user) for row in rows), None)
 
     def add(self, membership: Membership) -> None:
         # Under the chat's lock, so never a duplicate; the unique constraint is the last word if it were.

@@ -74,7 +74,7 @@ def create_message(command: CreateMessageCommand, uow: UnitOfWork) -> PostedMess
         # Lock the chat before looking up the key: two posts with one key then queue on the lock,
         # and the second finds the first's message instead of posting again.
         chat = uow.chats.get_for_update(command.chat_id)
-        membership = uow.memberships.get(chat.id, command.author.id)
+        membership = uow.memberships.get(chat.id, command.author)
         chat.check_visible(membership)
         if command.idempotency_key is not None:
             earlier = uow.messages.get_by_idempotency_key(command.author, command.idempotency_key)
@@ -112,7 +112,7 @@ def edit_message(command: EditMessageCommand, uow: UnitOfWork) -> MessageChange:
         # Under the chat's lock, like every change of the chat: an edit and a delete of one message queue, and
         # the second sees what the first did (an edit after a delete gets MessageDeleted).
         chat = uow.chats.get_for_update(command.chat_id)
-        chat.check_visible(uow.memberships.get(chat.id, command.editor.id))
+        chat.check_visible(uow.memberships.get(chat.id, command.editor))
         key = command.idempotency_key
         if key is not None:
             earlier = uow.messages.get_edit_by_idempotency_key(command.editor, key)
@@ -134,7 +134,7 @@ def edit_message(command: EditMessageCommand, uow: UnitOfWork) -> MessageChange:
 def delete_message(command: DeleteMessageCommand, uow: UnitOfWork) -> MessageChange:
     with uow:
         chat = uow.chats.get_for_update(command.chat_id)
-        chat.check_visible(uow.memberships.get(chat.id, command.requested_by.id))
+        chat.check_visible(uow.memberships.get(chat.id, command.requested_by))
         message = _message(uow, chat, command.seq)
         deleted = chat.delete_message(message, command.requested_by)
         if deleted is None:
@@ -148,7 +148,7 @@ def delete_message(command: DeleteMessageCommand, uow: UnitOfWork) -> MessageCha
 def delete_chat(command: DeleteChatCommand, uow: UnitOfWork) -> None:
     with uow:
         chat = uow.chats.get_for_update(command.chat_id)
-        requester = uow.memberships.get(chat.id, command.requested_by.id)
+        requester = uow.memberships.get(chat.id, command.requested_by)
         member_ids = uow.memberships.user_ids(chat.id) if chat.visibility is Visibility.PRIVATE else ()
         chat.delete(command.requested_by, requester, member_ids, command.as_moderator)
         uow.chats.remove(chat)
@@ -164,14 +164,14 @@ def _user(uow: UnitOfWork, username: str, requested_by: Participant, active_only
 def add_member(command: AddMemberCommand, uow: UnitOfWork) -> MemberChange:
     with uow:
         chat = uow.chats.get_for_update(command.chat_id)
-        requester = uow.memberships.get(chat.id, command.requested_by.id)
+        requester = uow.memberships.get(chat.id, command.requested_by)
         existing_self = names_self(command.username, command.requested_by) and requester is not None
         if not existing_self:
             chat.check_may_add(command.username, command.requested_by, requester, command.as_moderator)
         user = _user(uow, command.username, command.requested_by)
         if user is None:
             raise UserNotFound(f"No active user is called {command.username!r}.")
-        existing = uow.memberships.get(chat.id, user.id)
+        existing = uow.memberships.get(chat.id, user)
         added = chat.add_member(user, existing, command.requested_by, requester, command.as_moderator)
         if added is None:
             return MemberChange(chat, existing, changed=False)
@@ -184,12 +184,12 @@ def add_member(command: AddMemberCommand, uow: UnitOfWork) -> MemberChange:
 def remove_member(command: RemoveMemberCommand, uow: UnitOfWork) -> MemberChange:
     with uow:
         chat = uow.chats.get_for_update(command.chat_id)
-        requester = uow.memberships.get(chat.id, command.requested_by.id)
+        requester = uow.memberships.get(chat.id, command.requested_by)
         chat.check_may_remove(command.username, command.requested_by, requester, command.as_moderator)
         user = _user(uow, command.username, command.requested_by, active_only=False)
         if user is None:
             raise MemberNotFound(f"{command.username!r} is not a member of this chat.")
-        membership = uow.memberships.get(chat.id, user.id)
+        membership = uow.memberships.get(chat.id, user)
         removed = chat.remove_member(user, membership, command.requested_by, requester, command.as_moderator)
         uow.memberships.remove(removed)
         uow.chats.save(chat)
@@ -202,7 +202,7 @@ def mark_read(command: MarkReadCommand, uow: UnitOfWork) -> ReadPosition:
         # The chat row is not locked: a read position does not change the chat, and readers must not queue
         # behind posters. last_seq read a moment early only clamps lower; the membership row is locked.
         chat = uow.chats.get(command.chat_id)
-        membership = uow.memberships.get_for_update(chat.id, command.reader.id)
+        membership = uow.memberships.get_for_update(chat.id, command.reader)
         before = None if membership is None else membership.last_read_seq
         chat.mark_read(membership, command.seq)
         if membership.last_read_seq != before:

@@ -96,10 +96,10 @@ class MembershipRepository(abc.ABC):
     """Who belongs to which chat. Changes to it are made under the chat's lock (see `Chat.admit`)."""
 
     @abc.abstractmethod
-    def get(self, chat_id: UUID, user_id: int) -> Membership | None: ...
+    def get(self, chat_id: UUID, user: Participant) -> Membership | None: ...
 
     @abc.abstractmethod
-    def get_for_update(self, chat_id: UUID, user_id: int) -> Membership | None:
+    def get_for_update(self, chat_id: UUID, user: Participant) -> Membership | None:
         """The membership, held exclusively until the unit of work ends (its read position moves)."""
 
     @abc.abstractmethod

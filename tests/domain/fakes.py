@@ -94,12 +94,12 @@ class FakeMembershipRepository(MembershipRepository):
     def __init__(self, staged: FakeDatabase) -> None:
         self.staged = staged
 
-    def get(self, chat_id: UUID, user_id: int) -> Membership | None:
+    def get(self, chat_id: UUID, user: Participant) -> Membership | None:
         # a copy, as FakeChatRepository's: a moved read position is stored by save_read_position() only
-        return copy.deepcopy(self.staged.memberships.get((chat_id, user_id)))
+        return copy.deepcopy(self.staged.memberships.get((chat_id, user.id)))
 
-    def get_for_update(self, chat_id: UUID, user_id: int) -> Membership | None:
-        return self.get(chat_id, user_id)
+    def get_for_update(self, chat_id: UUID, user: Participant) -> Membership | None:
+        return self.get(chat_id, user)
 
     def add(self, membership: Membership) -> None:
         key = (membership.chat_id, membership.user.id)

@@ -44,6 +44,7 @@ from twisted.internet import reactor
 from twisted.web.http import RESPONSES
 
 from chats.runtime import metrics
+from chats.runtime.heap import freeze_startup_objects
 from chats.runtime.logs import access_log
 
 logger = logging.getLogger("chats.runtime.webserver")
@@ -176,6 +177,10 @@ class Server(server.Server):
     def __init__(self, *args, action_logger=None, **kwargs) -> None:
         # With LOG_FORMAT=json the access log goes through logging, so every line of the process is JSON.
         super().__init__(*args, action_logger=access_log(action_logger), **kwargs)
+
+    def run(self) -> None:
+        freeze_startup_objects()  # the application is imported and Django set up: what is alive now stays
+        super().run()
 
     @property
     def http_factory(self) -> HTTPFactory:

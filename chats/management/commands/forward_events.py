@@ -14,6 +14,7 @@ from chats.pipeline.forwarder import RecentEventIds, forward_forever
 from chats.pipeline.kafka_clients import bootstrap_servers, create_consumer
 from chats.runtime import metrics
 from chats.runtime.arguments import positive_int
+from chats.runtime.heap import freeze_startup_objects
 from chats.runtime.worker_loop import Backoff, StopFlag
 
 logger = logging.getLogger("chats.pipeline.forwarder")
@@ -41,6 +42,7 @@ class Command(BaseCommand):
         metrics.serve_from_options(options)
         topic = settings.KAFKA_TOPIC
         logger.info("forward_events: Kafka %s topic %s group %s -> channel layer %s", servers, topic, group, settings.REDIS_URL)
+        freeze_startup_objects()
         asyncio.run(
             forward_forever(
                 lambda: create_consumer(topic, group), get_channel_layer(), RecentEventIds(dedup_window),

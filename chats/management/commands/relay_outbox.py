@@ -15,6 +15,7 @@ from chats.pipeline.outbox_wakeup import CHANNEL, OutboxWakeup
 from chats.pipeline.relay import BrokerUnavailable, relay_forever, retry_parked
 from chats.runtime import metrics
 from chats.runtime.arguments import parse_duration, positive_float, positive_int
+from chats.runtime.heap import freeze_startup_objects
 from chats.runtime.worker_loop import Backoff, StopFlag
 
 logger = logging.getLogger("chats.pipeline.relay")
@@ -59,6 +60,8 @@ class Command(BaseCommand):
             connection.vendor, servers, topic, batch_size,
             f"waking on Redis messages {CHANNEL}, at least every {poll_interval:g}s",
         )
+        if not once:
+            freeze_startup_objects()  # a loop that runs for days; --once drains and exits
         try:
             relayed = relay_forever(
                 create_producer, topic, batch_size, StopFlag(), Backoff(), OutboxWakeup(), poll_interval,

@@ -26,7 +26,9 @@ from bench.wsclient import Audience, Received, deliveries
 
 SUBSCRIBERS = 100
 SUBSCRIBER_PROCESSES = 2  # 50 sockets each: a core's worth of headroom for the receivers
-RATES = ((5, 4.0), (50, 8.0), (100, 4.0), (200, 4.0))  # (posts per second, seconds)
+# (posts per second, seconds). 5/s runs 20 s: its commit -> frame p99 is issue 13's target 2, and each post is
+# 100 frames, so over the 20 posts of a 4 s phase the p99 and the p95 were both the one slowest post.
+RATES = ((5, 20.0), (50, 8.0), (100, 4.0), (200, 4.0))
 POSTERS = 64  # keep-alive connections the poster may use at once: many clients, as in a busy chat
 FIRST_EVENT_CAP = 60.0  # seconds for the warm-up post to reach everyone (the pipeline may still be busy)
 IDLE_CAP, DRAIN_CAP = 5.0, 30.0  # after the last post, stop waiting after IDLE_CAP s without a frame or DRAIN_CAP s in all

@@ -4,7 +4,8 @@ A full (generation 2) collection walks every object the collector tracks, and st
 does. A web process starts with ~100,000 of them (Django, DRF, Channels, twisted, the models and URL patterns),
 none of which will ever be garbage, and under load a full collection came every few seconds: 50-90 ms each on
 a quiet machine, in the web process, the relay and the forwarder alike. Each such pause held up every frame and
-post of the moment, and was the p99 of POST -> frame (bench/README.md, "Garbage collection pauses").
+post of the moment, and was the p99 of POST -> frame (bench/README.md, "History and causes": garbage
+collection pauses).
 
 `gc.freeze()` moves every object alive at that moment to a permanent generation that collections skip, so a
 full collection walks only what the process made since: its sockets, its caches, the objects of work in flight.

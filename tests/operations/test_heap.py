@@ -1,6 +1,7 @@
 """The long-running processes freeze what their startup made (chats.runtime.heap), so that full garbage
 collections walk only what they make while serving: each full collection over a web process's ~100,000 startup
-objects stopped it for 50-90 ms, the p99 of POST -> frame (bench/README.md, "Garbage collection pauses")."""
+objects stopped it for 50-90 ms, the p99 of POST -> frame (bench/README.md, "History and causes": garbage
+collection pauses)."""
 
 import gc
 

@@ -91,17 +91,17 @@ def hold_at_once(monkeypatch, api_module, late: type | None = None) -> None:
     monkeypatch.setattr(api_module, "mediator", AtOnce())
 
 
-def pause_after_reads(monkeypatch, repository: type, seconds: float) -> None:
-    """Every `repository.get` is followed by a pause: time for the other request to read the same row, which
+def pause_after_reads(monkeypatch, repository: type, seconds: float, method: str = "get") -> None:
+    """Every `repository.<method>` is followed by a pause: time for the other request to read the same row, which
     only the chat's row lock keeps it from doing before this one writes."""
-    read = repository.get
+    read = getattr(repository, method)
 
     def slow_read(self, *args, **kwargs):
         found = read(self, *args, **kwargs)
         time.sleep(seconds)
         return found
 
-    monkeypatch.setattr(repository, "get", slow_read)
+    monkeypatch.setattr(repository, method, slow_read)
 
 
 def at_once(*requests) -> list:

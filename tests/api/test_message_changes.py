@@ -698,6 +698,32 @@ def test_an_edit_racing_a_post_and_a_join_keeps_versions_consecutive(client, ann
 
 
 @pytest.mark.django_db(transaction=True)
+def test_one_key_on_posts_in_two_chats_at_once_is_one_201_and_one_409(client, ann, make_client, race, monkeypatch):
+    """As for edits: the key's unique index decides between two chats. On PostgreSQL both posts find the key
+    unused (a pause after the lookup) and the loser's INSERT fails inside its transaction, which is rolled back
+    whole: a clean 409, and the loser's chat as it was."""
+    lunch, dinner = create_chat(client, "Lunch"), create_chat(client, "Dinner")
+    one, two = own_client(make_client, ann), own_client(make_client, ann)
+    before = database_state()
+    race()
+    pause_after_reads(monkeypatch, adapters.DjangoMessageRepository, 0.3, method="get_by_idempotency_key")
+
+    responses = at_once(
+        *[lambda api=api, chat=chat: api.post(messages_url(chat), {"text": "hi"}, format="json",
+                                                HTTP_IDEMPOTENCY_KEY="post-1")
+          for api, chat in ((one, lunch), (two, dinner))]
+    )
+
+    assert sorted(getattr(r, "status_code", r) for r in responses) == [201, 409], responses
+    assert_error(next(r for r in responses if r.status_code == 409), 409, "idempotency_key_reused")
+    [winner] = [r.json() for r in responses if r.status_code == 201]
+    assert summary(new_events(before)) == [("message.created", 1)]
+    loser = dinner if winner["chat_id"] == lunch["id"] else lunch
+    assert history(client, loser) == [] and chat_of(client, loser)["version"] == 0
+    assert Message.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
 def test_one_key_on_edits_in_two_chats_at_once_is_one_200_and_one_409(client, ann, make_client, race):
     """The chat lock does not cover two chats: the key's unique index decides, and the loser is a clean 409."""
     lunch, dinner = create_chat(client, "Lunch"), create_chat(client, "Dinner")

@@ -132,12 +132,12 @@ class DjangoMessageRepository(MessageRepository):
             version=message.version,
             created_version=message.created_version,
         )
-        if message.idempotency_key is None:
-            row.save(force_insert=True)
-            return
-        try:  # one key used on two chats at once: the unique index decides (module docstring)
+        try:
             row.save(force_insert=True)
         except IntegrityError as error:
+            if message.idempotency_key is None:
+                raise  # no key to race for: under the chat's lock this is a broken invariant, not a refusal
+            # One key used on two chats at once: the unique index decides (module docstring).
             raise IdempotencyKeyReused(
                 "This Idempotency-Key was already used for a different message."
             ) from error

@@ -14,7 +14,7 @@ from chats.runtime import webserver
 
 
 @pytest.fixture
-def frozen_on_entry(monkeypatch):
+def frozen_on_entry():
     """How many objects were frozen when each stubbed serving loop began; unfrozen again afterwards."""
     assert gc.get_freeze_count() == 0
     seen: list[int] = []

@@ -29,7 +29,7 @@ SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or "django-insecure-local-key-s
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver")
 
 # Origins other than the site's own from which pages may send the session cookie: POSTs (Django's CSRF check)
-# and websockets (chats.live.middleware), e.g. "https://chat.example.com,https://*.example.com".
+# and websockets (chats.live.entry), e.g. "https://chat.example.com,https://*.example.com".
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", "")
 
 # Behind TLS (DJANGO_HTTPS=1): HTTPS only, secure cookies, HSTS. The proxy in front terminates TLS and says so

@@ -308,7 +308,7 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
 
     @contextlib.asynccontextmanager
     async def admission_deadline(self):
-        """Until the deadline the middleware set as the handshake began (chats.live.middleware)."""
+        """Until the deadline set as the handshake began (chats.live.entry)."""
         deadline = self.scope.get("admission_deadline")
         if deadline is None:
             deadline = asyncio.get_running_loop().time() + settings.CHAT_WS_ADMISSION_SECONDS

@@ -55,6 +55,15 @@ def test_a_page_on_another_port_scheme_or_site_is_refused_at_the_handshake(lobby
     assert not opens(url, "null")  # a sandboxed frame or a file
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_path_no_route_matches_is_refused_at_the_handshake_with_403(lobby):
+    url, port, _ = lobby
+    token = url.partition("?")[2]
+    for path in ("/ws/nope/", "/ws/chats", "/ws/chats/a/b/", "/ws/chats/%2F/x/", "/"):
+        assert not opens(f"ws://127.0.0.1:{port}{path}?{token}", None), path
+    assert opens(url, None)  # and the process goes on serving
+
+
 # Cases that need settings a test can change in-process: the TLS proxy header and wildcard entries.
 
 

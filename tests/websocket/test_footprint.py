@@ -2,6 +2,7 @@
 whose names every socket shares, and no queue, task or Redis subscription of its own (chats.live.layer)."""
 
 import asyncio
+import inspect
 import sys
 
 import pytest
@@ -38,6 +39,22 @@ async def test_an_idle_chat_socket_has_no_queue_task_or_subscription_of_its_own(
     for socket in (stream, lobby):
         await socket.disconnect()
     assert sockets_of(ChatStreamConsumer) == sockets_of(LobbyConsumer) == []
+
+
+@pytest.mark.asyncio
+async def test_an_open_socket_keeps_one_coroutine_between_the_protocol_router_and_its_consumer(chat, token):
+    """Each suspended coroutine of the chain that runs a socket lives as long as the socket, with the scope it was
+    given: the entry does origin, route and user in one (chats.live.entry), and the consumer keeps its one copy."""
+    stream = await connect(f"/ws/chats/{chat.id}/?token={token}")
+    chain, awaited = [], stream.future.get_coro()
+    while inspect.iscoroutine(awaited):
+        chain.append(awaited.cr_code.co_qualname)
+        awaited = awaited.cr_await
+    assert chain[:3] == ["ProtocolTypeRouter.__call__", "WebsocketEntry.__call__", "EventStreamConsumer.__call__"]
+    (consumer,) = sockets_of(ChatStreamConsumer)
+    assert consumer.scope["url_route"] == {"args": (), "kwargs": {"chat_id": str(chat.id)}}
+    assert "session" not in consumer.scope  # a ?token= socket has no use for a session
+    await stream.disconnect()
 
 
 def test_every_socket_shares_its_consumers_attribute_names():

@@ -1,4 +1,10 @@
-"""Websocket middleware: who is connecting (`?token=`), and from which page (Origin)."""
+"""The one ASGI application every websocket enters: the page's origin, the route, the user, then the consumer.
+
+Channels composes the same steps as a stack: an origin validator, an auth middleware, a `URLRouter` and
+`as_asgi()`. Each is a coroutine that stays suspended for as long as its socket is open, and the router
+copies the scope once more; an idle chat socket kept all of them, ~2 KB (issue 13, target 4). Here one
+coroutine does every step and makes one copy of the scope, which the consumer keeps.
+"""
 
 from __future__ import annotations
 
@@ -16,12 +22,52 @@ from django.contrib.auth.models import AnonymousUser
 from django.db import DatabaseError
 from django.http.cookie import parse_cookie
 from django.http.request import split_domain_port, validate_host
+from django.urls import URLPattern
 from django.utils.http import is_same_domain
 
 from chats.live.consumers import CLOSE_TRY_AGAIN, UNAVAILABLE, error_frame
 from chats.pipeline.wire import render
 
 logger = logging.getLogger(__name__)
+
+
+class WebsocketEntry:
+    """Refuses (HTTP 403) a browser page from another origin and a path no route matches; finds the user; runs
+    the route's consumer on a copy of the scope with `url_route`, `user` and the admission deadline.
+
+    The origin rule is Django's CSRF rule (`origin_allowed`). Who connects is the user of `?token=<key>`, else
+    the session cookie's (`authenticated`). The socket's admission deadline (CHAT_WS_ADMISSION_SECONDS) starts
+    here, as the handshake begins: a client whose user takes too long to look up, or whose database fails, is
+    told 1013 and comes back later. The consumer keeps to the same deadline (`admission_deadline` in the scope).
+    """
+
+    def __init__(self, routes: list[URLPattern]):
+        self.routes = routes  # django.urls.path(route, consumer class): chats.live.routing
+
+    async def __call__(self, scope, receive, send):
+        origin = _header(scope, b"origin")
+        route = self.route(scope["path"][len(scope.get("root_path", "")):])
+        if (origin is not None and not origin_allowed(origin, scope)) or route is None:
+            return await WebsocketDenier()(scope, receive, send)
+        consumer_class, url_route = route
+        deadline = asyncio.get_running_loop().time() + settings.CHAT_WS_ADMISSION_SECONDS
+        try:
+            async with asyncio.timeout_at(deadline):
+                scope = await authenticated(dict(scope, url_route=url_route, admission_deadline=deadline))
+        except (TimeoutError, DatabaseError) as error:
+            logger.warning("socket refused, its user not found in time (%s)", type(error).__name__)
+            return await refuse_unavailable(receive, send)
+        return await consumer_class()(scope, receive, send)
+
+    def route(self, path: str) -> tuple[type, dict] | None:
+        """The consumer class of the first route matching `path`, and its `url_route`, as Channels' URLRouter
+        puts it in the scope."""
+        for pattern in self.routes:
+            match = pattern.pattern.match(path.lstrip("/"))
+            if match:
+                _, args, kwargs = match
+                return pattern.callback, {"args": args, "kwargs": {**kwargs, **pattern.default_args}}
+        return None
 
 
 @database_sync_to_async
@@ -41,46 +87,22 @@ def user_for_token(key: str):
     return user if user is not None else AnonymousUser()
 
 
-class SocketAuthMiddleware:
-    """Who is connecting: the user of `?token=<key>`, for clients that cannot send a session cookie, else the
-    session cookie's, as Channels' AuthMiddlewareStack finds it (`scope["session"]` is there either way).
+async def authenticated(scope) -> dict:
+    """`scope` with `user`, and `auth_token` (or `token_refused`) for a `?token=`, else the cookie's `session`.
 
     A token in the URL is the credential the client chose, so it wins over a session cookie the browser sends
     anyway (a page logged in by token, on a site where the admin is also open); an unknown or revoked one leaves
     the user anonymous and sets `token_refused`, so the consumer closes with 4401 `invalid_token` rather than
-    asking for credentials the client did send.
-
-    One middleware instead of Channels' stack of four (cookies, session, auth, then the token): each of those
-    copies the scope and keeps a coroutine frame alive for as long as the socket is open, ~4 KB of every idle
-    socket. Channels' session middleware saves a changed session on HTTP responses only: nothing of it is
-    lost on a websocket.
-
-    The socket's admission deadline (CHAT_WS_ADMISSION_SECONDS) starts here, and the consumer keeps to the same
-    one (`admission_deadline` in the scope): a client whose user takes too long to look up is told 1013 too.
+    asking for credentials the client did send. Without a token, the user is the session cookie's, as Channels'
+    AuthMiddlewareStack finds it. Channels' session middleware saves a changed session on HTTP responses only:
+    nothing of it is lost on a websocket.
     """
-
-    def __init__(self, inner):
-        self.inner = inner
-
-    async def __call__(self, scope, receive, send):
-        deadline = asyncio.get_running_loop().time() + settings.CHAT_WS_ADMISSION_SECONDS
-        try:
-            async with asyncio.timeout_at(deadline):
-                scope = await authenticated(scope, deadline)  # the frame keeps no more than it must
-        except (TimeoutError, DatabaseError) as error:
-            logger.warning("socket refused, its user not found in time (%s)", type(error).__name__)
-            return await refuse_unavailable(receive, send)
-        return await self.inner(scope, receive, send)
-
-
-async def authenticated(scope, deadline: float) -> dict:
-    """A copy of `scope` with `session` and `user`, `auth_token` or `token_refused` for a `?token=`, and the
-    admission deadline."""
-    cookies = parse_cookie(_header(scope, b"cookie") or "")
-    session = import_module(settings.SESSION_ENGINE).SessionStore(cookies.get(settings.SESSION_COOKIE_NAME))
-    scope = dict(scope, session=session, admission_deadline=deadline)
     keys = parse_qs(scope.get("query_string", b"").decode()).get("token")
     if not keys:
+        cookies = parse_cookie(_header(scope, b"cookie") or "")
+        scope["session"] = import_module(settings.SESSION_ENGINE).SessionStore(
+            cookies.get(settings.SESSION_COOKIE_NAME)
+        )
         scope["user"] = await get_user(scope)
         return scope
     scope["user"] = await user_for_token(keys[0])
@@ -146,26 +168,12 @@ def _trusted_origin(origin: str) -> bool:
 
 
 def origin_allowed(origin: str, scope) -> bool:
-    """The page's origin is the socket's own (scheme, host and port) or a trusted one: Django's CSRF rule."""
-    return origin == _own_origin(scope) or _trusted_origin(origin)
+    """The page's origin is the socket's own (scheme, host and port) or a trusted one: Django's CSRF rule.
 
-
-class BrowserOriginValidator:
-    """Refuses (403) a browser page from another origin; lets clients without an Origin through.
-
-    Browsers always send Origin on a websocket handshake, and it is browsers that attach the user's cookie
-    to a page's socket (cross-site websocket hijacking). The whole origin counts, as in Django's CSRF check:
-    another port or scheme on an allowed host is another site (`http://localhost:9999` may be anyone's
-    dev server). A client without an Origin is a script or an app, authenticating itself with ?token= or
-    its own cookie; Channels' AllowedHostsOriginValidator would refuse those clients too, and compares
-    hosts only.
+    Browsers always send Origin on a websocket handshake, and it is browsers that attach the user's cookie to a
+    page's socket (cross-site websocket hijacking). The whole origin counts, as in Django's CSRF check: another
+    port or scheme on an allowed host is another site (`http://localhost:9999` may be anyone's dev server). A
+    client without an Origin is a script or an app, authenticating itself with ?token= or its own cookie;
+    Channels' AllowedHostsOriginValidator would refuse those clients too, and compares hosts only.
     """
-
-    def __init__(self, application):
-        self.application = application
-
-    async def __call__(self, scope, receive, send):
-        origin = _header(scope, b"origin")
-        if origin is None or origin_allowed(origin, scope):
-            return await self.application(scope, receive, send)
-        return await WebsocketDenier()(scope, receive, send)
+    return origin == _own_origin(scope) or _trusted_origin(origin)

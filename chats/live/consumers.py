@@ -110,6 +110,7 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
         self.accepted = False
         self.admission: asyncio.Timeout | None = None  # the deadline of the handshake, until accepted
         self.user_id: int | None = None  # whose socket slot this socket holds, until given back
+        self.username = ""  # the user's, once admitted (the scope's `user` is not kept)
         self.credential = ""  # chats.live.credentials.credential_id of what authenticated the socket
         self.budget: FrameBudget | None = None  # made at the client's first frame: many sockets never send one
         self.joined: list[str] = []
@@ -135,7 +136,7 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
     async def from_another_user(self, message: dict[str, Any]) -> None:
         """Typing and presence frames (rendered once by their sender), to everyone but the user they are about
         (a crowd's `presence` list is about nobody: to everyone)."""
-        if message["username"] != self.scope["user"].get_username():
+        if message["username"] != self.username:
             await self.send(text_data=message["frame"])
 
     async def admit(self) -> bool:
@@ -161,12 +162,14 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
                 f"At most {settings.CHAT_WS_MAX_SOCKETS_PER_USER} open sockets per user.",
             )
             return False
-        self.user_id = user.pk
+        self.user_id, self.username = user.pk, user.get_username()
         # Revoking the credential reaches the socket through its user's group (chats.live.credentials).
         if "auth_token" in self.scope:
             self.credential = credential_id("token", self.scope["auth_token"])
         else:
             self.credential = credential_id("session", self.scope["session"].session_key)
+        for admitted_by in ("user", "session", "auth_token"):  # kept as the id, name and credential: ~0.7 KB less
+            self.scope.pop(admitted_by, None)
         await self.join(user_group(user.pk))
         return True
 
@@ -518,15 +521,14 @@ class ChatStreamConsumer(EventStreamConsumer):
             await self.reject(CLOSE_NOT_FOUND, ChatNotFound.code, ChatNotFound.message_without_id)
             return
         self.private, self.by_version = access.private, after_seq is None
-        username = self.scope["user"].get_username()
-        first, online = await self.presence.enter(chat_id, username)
+        first, online = await self.presence.enter(chat_id, self.username)
         self.present = True
         # Accept only now, subscribed and positioned: once the client sees the socket open, every change it
         # makes after that is one it will receive.
         await self.accept()
         await self.send_json({"type": "presence", "chat_id": self.chat_key, "online": online})
         if first:
-            await self.presence.announce(chat_id, username, "presence.joined", online=len(online))
+            await self.presence.announce(chat_id, self.username, "presence.joined", online=len(online))
         async with self.turn:
             self.streaming = True
             if self.by_version:
@@ -547,9 +549,8 @@ class ChatStreamConsumer(EventStreamConsumer):
             self.positions.unwatch(self.chat_id, self)
         if self.present:
             self.present = False
-            username = self.scope["user"].get_username()
             try:
-                await self.presence.leave(self.chat_id, username)
+                await self.presence.leave(self.chat_id, self.username)
             except LAYER_ERRORS as error:  # its lease lapses, and a sweep announces it then
                 logger.warning("socket %s: could not leave presence (%s)", self.channel_name, error)
         await super().release()
@@ -559,10 +560,9 @@ class ChatStreamConsumer(EventStreamConsumer):
             return False
         # Past the rate a notice is dropped silently; the frame budget still counts it, so a flood closes.
         if self.streaming and self.typing.admit(self.chat_id, self.user_id):
-            username = self.scope["user"].get_username()
-            typing = {"type": "typing", "chat_id": self.chat_key, "username": username}
+            typing = {"type": "typing", "chat_id": self.chat_key, "username": self.username}
             await self.channel_layer.group_send(
-                chat_group(self.chat_id), {"type": "chat.typing", "username": username, "frame": render(typing)}
+                chat_group(self.chat_id), {"type": "chat.typing", "username": self.username, "frame": render(typing)}
             )
         return True
 

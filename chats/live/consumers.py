@@ -16,7 +16,7 @@ import logging
 import re
 import time
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
@@ -26,7 +26,6 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 
 from chats.json_input import parse_json
-from chats.live.credentials import credential_id
 from chats.live.frame_budget import FrameBudget
 from chats.live.positions import ChatPosition, ChatPositions
 from chats.live.presence import Presence
@@ -44,6 +43,9 @@ from chats.pipeline.wire import (
 from chats.queries import changes_after, chat_access, messages_after
 from chats.runtime import metrics
 from messaging_domain.exceptions import ChatNotFound
+
+if TYPE_CHECKING:
+    from chats.live.entry import Handshake
 
 logger = logging.getLogger("chats.live.consumers")
 
@@ -91,13 +93,14 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
     def channel_layer(self):
         return get_channel_layer(self.channel_layer_alias)  # one per process: not kept by every socket
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, handshake: Handshake | None = None) -> None:
         # Every attribute a socket holds is set here, first and in one order. CPython 3.11 shares one table of
         # attribute names among the instances of a class, but only takes in names while few instances exist:
         # an attribute first set later (after an await, with hundreds of sockets opening) makes every socket
         # keep its attributes in a dict of its own instead, ~600 bytes more per socket. It shares at most 30 names:
         # a 30th attribute turns every socket's 300-byte dict into a 1.6 KB one (tests/websocket/test_footprint.py).
-        super().__init__(*args, **kwargs)
+        super().__init__()
+        self.handshake = handshake  # what chats.live.entry found out, until the socket is accepted
         self.scope: dict[str, Any] | None = None
         self.base_send = None
         self.channel_name = ""
@@ -110,7 +113,7 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
         self.accepted = False
         self.admission: asyncio.Timeout | None = None  # the deadline of the handshake, until accepted
         self.user_id: int | None = None  # whose socket slot this socket holds, until given back
-        self.username = ""  # the user's, once admitted (the scope's `user` is not kept)
+        self.username = ""  # the user's, once admitted
         self.credential = ""  # chats.live.credentials.credential_id of what authenticated the socket
         self.budget: FrameBudget | None = None  # made at the client's first frame: many sockets never send one
         self.joined: list[str] = []
@@ -141,13 +144,14 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
 
     async def admit(self) -> bool:
         """Check who connects; on success join their user's group and return True."""
-        user = self.scope.get("user")
-        if self.scope.get("token_refused"):
+        handshake = self.handshake
+        if handshake is not None and handshake.token_refused:
             await self.reject(
                 CLOSE_UNAUTHENTICATED, "invalid_token",
                 "This token is invalid or revoked: get a new one from /api/auth/token/.",
             )
             return False
+        user = handshake.user if handshake is not None else None
         if not (user and user.is_authenticated):
             await self.reject(CLOSE_UNAUTHENTICATED, "not_authenticated", "Log in, or connect with ?token=<key>.")
             return False
@@ -162,14 +166,8 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
                 f"At most {settings.CHAT_WS_MAX_SOCKETS_PER_USER} open sockets per user.",
             )
             return False
-        self.user_id, self.username = user.pk, user.get_username()
         # Revoking the credential reaches the socket through its user's group (chats.live.credentials).
-        if "auth_token" in self.scope:
-            self.credential = credential_id("token", self.scope["auth_token"])
-        else:
-            self.credential = credential_id("session", self.scope["session"].session_key)
-        for admitted_by in ("user", "session", "auth_token"):  # kept as the id, name and credential: ~0.7 KB less
-            self.scope.pop(admitted_by, None)
+        self.user_id, self.username, self.credential = user.pk, user.get_username(), handshake.credential
         await self.join(user_group(user.pk))
         return True
 
@@ -312,7 +310,7 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
     @contextlib.asynccontextmanager
     async def admission_deadline(self):
         """Until the deadline set as the handshake began (chats.live.entry)."""
-        deadline = self.scope.get("admission_deadline")
+        deadline = self.handshake.deadline if self.handshake is not None else None
         if deadline is None:
             deadline = asyncio.get_running_loop().time() + settings.CHAT_WS_ADMISSION_SECONDS
         async with asyncio.timeout_at(deadline) as self.admission:
@@ -325,6 +323,7 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
         if self.admission is not None:
             self.admission.reschedule(None)  # open: what follows (a replay) takes as long as it takes
             self.admission = None
+        self.handshake = None  # admitted: the socket keeps its user's id and name, not the row
         self.accepted = True
         OPEN_SOCKETS[self.kind].inc()  # and down as the socket ends (__call__)
         await super().accept(subprotocol, headers)
@@ -499,7 +498,7 @@ class ChatStreamConsumer(EventStreamConsumer):
         if not await self.admit():
             return
         try:
-            chat_id = uuid.UUID(self.scope["url_route"]["kwargs"]["chat_id"])
+            chat_id = uuid.UUID(self.handshake.route["chat_id"])
         except ValueError:
             await self.reject(CLOSE_NOT_FOUND, ChatNotFound.code, ChatNotFound.message_without_id)
             return

@@ -1,15 +1,19 @@
 """The one ASGI application every websocket enters: the page's origin, the route, the user, then the consumer.
 
 Channels composes the same steps as a stack: an origin validator, an auth middleware, a `URLRouter` and
-`as_asgi()`. Each is a coroutine that stays suspended for as long as its socket is open, and the router
-copies the scope once more; an idle chat socket kept all of them, ~2 KB (issue 13, target 4). Here one
-coroutine does every step and makes one copy of the scope, which the consumer keeps.
+`as_asgi()`. Each is a coroutine that stays suspended for as long as its socket is open, and the middleware
+and the router each copy the scope to add `user`, `session` and `url_route` to it; an idle chat socket kept
+all of them, ~3 KB (issue 13, target 4). Here one coroutine does every step, and what it finds goes to the
+consumer as a `Handshake`, which the consumer lets go once the socket is admitted: the consumer's `scope` is
+the server's, without `user` or `url_route`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass, field
+from typing import Any
 from importlib import import_module
 from urllib.parse import parse_qs, urlsplit
 
@@ -26,47 +30,68 @@ from django.urls import URLPattern
 from django.utils.http import is_same_domain
 
 from chats.live.consumers import CLOSE_TRY_AGAIN, UNAVAILABLE, error_frame
+from chats.live.credentials import credential_id
 from chats.pipeline.wire import render
 
 logger = logging.getLogger(__name__)
 
 
+@dataclass(slots=True)
+class Handshake:
+    """What the entry found out before the consumer runs: who connects and with which credential, the route's
+    kwargs, and when admission gives up (a loop time)."""
+
+    user: Any  # a User, or AnonymousUser
+    credential: str = ""  # chats.live.credentials.credential_id of the token or session; "" when anonymous
+    token_refused: bool = False  # a ?token= that no active user holds
+    route: dict[str, str] = field(default_factory=dict)
+    deadline: float | None = None
+
+
 class WebsocketEntry:
     """Refuses (HTTP 403) a browser page from another origin and a path no route matches; finds the user; runs
-    the route's consumer on a copy of the scope with `url_route`, `user` and the admission deadline.
+    the route's consumer with the `Handshake`.
 
     The origin rule is Django's CSRF rule (`origin_allowed`). Who connects is the user of `?token=<key>`, else
     the session cookie's (`authenticated`). The socket's admission deadline (CHAT_WS_ADMISSION_SECONDS) starts
     here, as the handshake begins: a client whose user takes too long to look up, or whose database fails, is
-    told 1013 and comes back later. The consumer keeps to the same deadline (`admission_deadline` in the scope).
+    told 1013 and comes back later. The consumer keeps to the same deadline (`Handshake.deadline`).
     """
 
     def __init__(self, routes: list[URLPattern]):
         self.routes = routes  # django.urls.path(route, consumer class): chats.live.routing
 
     async def __call__(self, scope, receive, send):
+        consumer = await self.consumer_for(scope, receive, send)
+        if consumer is not None:  # else the handshake is answered already
+            await consumer(scope, receive, send)
+
+    async def consumer_for(self, scope, receive, send):
+        """The route's consumer, given its `Handshake`; None once the socket is refused. (A frame of its own: this
+        one's locals, the user row among them, end with it, and the consumer drops the handshake once admitted.)"""
         origin = _header(scope, b"origin")
         route = self.route(scope["path"][len(scope.get("root_path", "")):])
         if (origin is not None and not origin_allowed(origin, scope)) or route is None:
-            return await WebsocketDenier()(scope, receive, send)
-        consumer_class, url_route = route
+            await WebsocketDenier()(scope, receive, send)
+            return None
+        consumer_class, kwargs = route
         deadline = asyncio.get_running_loop().time() + settings.CHAT_WS_ADMISSION_SECONDS
         try:
             async with asyncio.timeout_at(deadline):
-                scope = await authenticated(dict(scope, url_route=url_route, admission_deadline=deadline))
+                handshake = await authenticated(scope)
         except (TimeoutError, DatabaseError) as error:
             logger.warning("socket refused, its user not found in time (%s)", type(error).__name__)
-            return await refuse_unavailable(receive, send)
-        return await consumer_class()(scope, receive, send)
+            await refuse_unavailable(receive, send)
+            return None
+        handshake.route, handshake.deadline = kwargs, deadline
+        return consumer_class(handshake)
 
-    def route(self, path: str) -> tuple[type, dict] | None:
-        """The consumer class of the first route matching `path`, and its `url_route`, as Channels' URLRouter
-        puts it in the scope."""
+    def route(self, path: str) -> tuple[type, dict[str, str]] | None:
+        """The consumer class of the first route matching `path`, and the route's kwargs."""
         for pattern in self.routes:
             match = pattern.pattern.match(path.lstrip("/"))
             if match:
-                _, args, kwargs = match
-                return pattern.callback, {"args": args, "kwargs": {**kwargs, **pattern.default_args}}
+                return pattern.callback, {**match[2], **pattern.default_args}
         return None
 
 
@@ -87,8 +112,8 @@ def user_for_token(key: str):
     return user if user is not None else AnonymousUser()
 
 
-async def authenticated(scope) -> dict:
-    """`scope` with `user`, and `auth_token` (or `token_refused`) for a `?token=`, else the cookie's `session`.
+async def authenticated(scope) -> Handshake:
+    """The user of `?token=`, else the session cookie's, and the credential that authenticated them.
 
     A token in the URL is the credential the client chose, so it wins over a session cookie the browser sends
     anyway (a page logged in by token, on a site where the admin is also open); an unknown or revoked one leaves
@@ -97,20 +122,17 @@ async def authenticated(scope) -> dict:
     AuthMiddlewareStack finds it. Channels' session middleware saves a changed session on HTTP responses only:
     nothing of it is lost on a websocket.
     """
+    # The socket closes when its credential ends (chats.live.credentials).
     keys = parse_qs(scope.get("query_string", b"").decode()).get("token")
-    if not keys:
-        cookies = parse_cookie(_header(scope, b"cookie") or "")
-        scope["session"] = import_module(settings.SESSION_ENGINE).SessionStore(
-            cookies.get(settings.SESSION_COOKIE_NAME)
-        )
-        scope["user"] = await get_user(scope)
-        return scope
-    scope["user"] = await user_for_token(keys[0])
-    if scope["user"].is_authenticated:
-        scope["auth_token"] = keys[0]  # the socket closes when this token is revoked (chats.live.credentials)
-    else:
-        scope["token_refused"] = True
-    return scope
+    if keys:
+        user = await user_for_token(keys[0])
+        if not user.is_authenticated:
+            return Handshake(user, token_refused=True)
+        return Handshake(user, credential_id("token", keys[0]))
+    cookies = parse_cookie(_header(scope, b"cookie") or "")
+    session = import_module(settings.SESSION_ENGINE).SessionStore(cookies.get(settings.SESSION_COOKIE_NAME))
+    user = await get_user({"session": session})
+    return Handshake(user, credential_id("session", session.session_key) if user.is_authenticated else "")
 
 
 async def refuse_unavailable(receive, send) -> None:

@@ -2,15 +2,19 @@
 whose names every socket shares, and no queue, task or Redis subscription of its own (chats.live.layer)."""
 
 import asyncio
+import gc
 import inspect
 import sys
+import weakref
 
 import pytest
 import redis
 from channels.layers import get_channel_layer
 from django.conf import settings
 
+from chats.live import entry
 from chats.live.consumers import ChatStreamConsumer, LobbyConsumer
+from chats.live.entry import user_for_token
 from chats.pipeline.wire import chat_group
 from tests.websocket.test_consumers import connect
 
@@ -42,9 +46,9 @@ async def test_an_idle_chat_socket_has_no_queue_task_or_subscription_of_its_own(
 
 
 @pytest.mark.asyncio
-async def test_an_open_socket_keeps_one_coroutine_between_the_protocol_router_and_its_consumer(chat, token):
+async def test_an_open_socket_keeps_one_coroutine_between_the_protocol_router_and_its_consumer(ann, chat, token):
     """Each suspended coroutine of the chain that runs a socket lives as long as the socket, with the scope it was
-    given: the entry does origin, route and user in one (chats.live.entry), and the consumer keeps its one copy."""
+    given: the entry does origin, route and user in one (chats.live.entry), and copies no scope."""
     stream = await connect(f"/ws/chats/{chat.id}/?token={token}")
     chain, awaited = [], stream.future.get_coro()
     while inspect.iscoroutine(awaited):
@@ -52,8 +56,25 @@ async def test_an_open_socket_keeps_one_coroutine_between_the_protocol_router_an
         awaited = awaited.cr_await
     assert chain[:3] == ["ProtocolTypeRouter.__call__", "WebsocketEntry.__call__", "EventStreamConsumer.__call__"]
     (consumer,) = sockets_of(ChatStreamConsumer)
-    assert consumer.scope["url_route"] == {"args": (), "kwargs": {"chat_id": str(chat.id)}}
-    assert "session" not in consumer.scope  # a ?token= socket has no use for a session
+    assert consumer.scope is stream.scope  # the server's own
+    assert consumer.handshake is None  # admitted: its user's id and name are kept, not the User
+    assert (consumer.user_id, consumer.username, consumer.chat_key) == (ann.pk, "ann", str(chat.id))
+    await stream.disconnect()
+
+
+@pytest.mark.asyncio
+async def test_an_admitted_socket_keeps_no_user_row(chat, token, monkeypatch):
+    users = []
+
+    async def recorded(key):
+        user = await user_for_token(key)
+        users.append(weakref.ref(user))
+        return user
+
+    monkeypatch.setattr(entry, "user_for_token", recorded)
+    stream = await connect(f"/ws/chats/{chat.id}/?token={token}")
+    gc.collect()
+    assert len(users) == 1 and users[0]() is None
     await stream.disconnect()
 
 

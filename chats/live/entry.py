@@ -13,8 +13,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import Any
 from importlib import import_module
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from channels.auth import get_user

@@ -240,7 +240,9 @@ def footprint_rows(r: dict) -> list[Row]:
     cpu = r["idle_cpu_percent"]
     infrastructure = [f"{name} {cpu[name]:.1f}" for name in ("kafka", "redis") if name in cpu]
     return [
-        Row("5 footprint", f"web RSS per idle chat websocket ({r['sockets']} open)",
+        Row("5 footprint", f"web RSS per idle chat websocket (the second {r['sockets']} opened; the first: "
+            f"{r['first_batch_chat_bytes_per_socket'] / 1024:,.1f} KiB chat, "
+            f"{r['first_batch_bare_bytes_per_socket'] / 1024:,.1f} bare)",
             f"{r['chat_bytes_per_socket'] / 1024:,.1f} KiB",
             f"{r['bare_bytes_per_socket'] / 1024:,.1f} KiB (bare websocket, same web processes)",
             times(r["chat_bytes_per_socket"], r["bare_bytes_per_socket"]), "<= 1.3x of bare",

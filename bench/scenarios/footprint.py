@@ -2,12 +2,17 @@
 
 Runs first, on a freshly started daphne: after load, freed memory would be reused by new sockets and
 hide their cost. A few sockets of each kind are opened and closed first, so code loaded on first use is
-not counted. Then, with all sockets kept open: RSS before, after 500 bare sockets (`/bench/ws/`, accepted
-and nothing else: daphne's own cost), after 500 chat sockets (token auth, the consumer, a channel and a
-group on the Redis pub/sub layer, a place in the chat's presence). Bytes per socket = the RSS step / 500, each
-against the bare one.
+not counted. Then, with every socket kept open, RSS steps of two batches of 500 bare sockets (`/bench/ws/`,
+accepted and nothing else: daphne's own cost), then of two batches of 500 chat sockets (token auth, the
+consumer, a channel and a group on the Redis pub/sub layer, a place in the chat's presence). Bytes per socket
+= the second batch's RSS step / 500, chat against bare: what one more idle socket costs a process that already
+holds hundreds. The first batches are reported too, and are not per-socket costs: the first bare batch fills
+memory the process had freed since startup (15-18 KiB a socket against ~21 for the second), and the first chat
+batch pays once for what the process keeps for any number of sockets, such as the Redis connections it opens
+under a burst of handshakes, and for the handshakes' peak of temporary memory (~29-32 KiB against ~27).
+(bench/README.md, "Memory per idle socket".)
 
-The chat sockets are 500 users in 50 chats of 10. Until issue 12 they were 500 users in one chat; since every
+The chat sockets are one user each, in chats of 10. Until issue 12 they were 500 users in one chat; since every
 user's arrival is announced to everyone already there (`presence.joined`), 500 users opening sockets to one
 chat at once make ~125,000 frames, and on this machine about half of their handshakes timed out behind them
 (bench/README.md, "Typing and presence (issue 12)"), which is what scenario 4 shows; here the figure is memory.
@@ -41,7 +46,8 @@ LONG_FETCH_WAIT_MS = 500  # kafka-python's default, the setting's default for a 
 
 
 async def memory_per_socket(stack: Stack, chat_urls: list[str]) -> dict:
-    """RSS steps of daphne for SOCKETS bare, then SOCKETS chat sockets (one user each), all kept open."""
+    """RSS steps of daphne for two batches of SOCKETS bare sockets, then two of SOCKETS chat sockets (one user
+    each), all kept open; the per-socket figures are the second batches'."""
     webs = [psutil.Process(pid) for pid in stack.web_pids]
 
     def web_rss() -> int:  # the sockets spread over every web process
@@ -51,23 +57,26 @@ async def memory_per_socket(stack: Stack, chat_urls: list[str]) -> dict:
     warmup, chat_urls = chat_urls[:WARMUP_SOCKETS], chat_urls[WARMUP_SOCKETS:]
     await close_sockets(await open_sockets(bare_urls[:WARMUP_SOCKETS] + warmup))
     await asyncio.sleep(SETTLE_SECONDS)
-    idle_rss = web_rss()
-    bare = await open_sockets(bare_urls)
-    await asyncio.sleep(SETTLE_SECONDS)
-    bare_rss = web_rss()
-    chat = await open_sockets(chat_urls)
-    await asyncio.sleep(SETTLE_SECONDS)
-    chat_rss = web_rss()
-    refused = sum(ws.close_code is not None for ws in bare + chat)
-    await close_sockets(bare + chat)
+    idle_rss = rss = web_rss()
+    held, steps = [], []
+    for batch in (bare_urls, bare_urls, chat_urls[:SOCKETS], chat_urls[SOCKETS:]):
+        held += await open_sockets(batch)
+        await asyncio.sleep(SETTLE_SECONDS)
+        steps.append(web_rss() - rss)
+        rss += steps[-1]
+    refused = sum(ws.close_code is not None for ws in held)
+    await close_sockets(held)
     if refused:
-        raise RuntimeError(f"the server closed {refused} of the {2 * SOCKETS} idle sockets")
+        raise RuntimeError(f"the server closed {refused} of the {len(held)} idle sockets")
+    first_bare, bare, first_chat, chat = (round(step / SOCKETS) for step in steps)
     return {
         "sockets": SOCKETS,
         "web_rss_idle_mb": round(idle_rss / 2**20, 1),
-        "web_rss_with_sockets_mb": round(chat_rss / 2**20, 1),
-        "bare_bytes_per_socket": round((bare_rss - idle_rss) / SOCKETS),
-        "chat_bytes_per_socket": round((chat_rss - bare_rss) / SOCKETS),
+        "web_rss_with_sockets_mb": round(rss / 2**20, 1),
+        "bare_bytes_per_socket": bare,
+        "chat_bytes_per_socket": chat,
+        "first_batch_bare_bytes_per_socket": first_bare,
+        "first_batch_chat_bytes_per_socket": first_chat,
     }
 
 
@@ -91,7 +100,7 @@ def run(stack: Stack) -> dict:
         time.sleep(IDLE_SECONDS)
     long_wait_cpu = idle_forwarder_with_fetch_wait(stack, LONG_FETCH_WAIT_MS)
     owner = token_for("bench-footprint-owner")
-    tokens = tokens_for("bench-footprint", WARMUP_SOCKETS + SOCKETS)
+    tokens = tokens_for("bench-footprint", WARMUP_SOCKETS + 2 * SOCKETS)
     chats = [create_chat(stack, owner, f"footprint {n}") for n in range((len(tokens) + PER_CHAT - 1) // PER_CHAT)]
     chat_urls = [url for n, chat_id in enumerate(chats)
                  for url in chat_stream_urls(stack, chat_id, tokens[n * PER_CHAT:(n + 1) * PER_CHAT])]

@@ -17,7 +17,6 @@ import re
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
@@ -155,7 +154,7 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
         if not (user and user.is_authenticated):
             await self.reject(CLOSE_UNAUTHENTICATED, "not_authenticated", "Log in, or connect with ?token=<key>.")
             return False
-        batch = parse_qs(self.scope.get("query_string", b"").decode(), keep_blank_values=True).get("batch", ["0"])[-1]
+        batch = handshake.query.get("batch", ["0"])[-1]
         if batch not in ("0", "1"):
             await self.reject(CLOSE_BAD_REQUEST, "invalid_batch", "batch must be 1 (frames in batches) or 0.")
             return False
@@ -502,7 +501,7 @@ class ChatStreamConsumer(EventStreamConsumer):
         except ValueError:
             await self.reject(CLOSE_NOT_FOUND, ChatNotFound.code, ChatNotFound.message_without_id)
             return
-        query = parse_qs(self.scope.get("query_string", b"").decode(), keep_blank_values=True)  # "=" is no number
+        query = self.handshake.query
         after_seq, after_version = query.get("after_seq", [None])[0], query.get("after_version", [None])[0]
         if after_seq is not None and after_version is not None:
             await self.reject(CLOSE_BAD_REQUEST, "invalid_request", "Give after_seq or after_version, not both.")

@@ -39,12 +39,13 @@ logger = logging.getLogger(__name__)
 @dataclass(slots=True)
 class Handshake:
     """What the entry found out before the consumer runs: who connects and with which credential, the route's
-    kwargs, and when admission gives up (a loop time)."""
+    kwargs, the query string's parameters, and when admission gives up (a loop time)."""
 
     user: Any  # a User, or AnonymousUser
     credential: str = ""  # chats.live.credentials.credential_id of the token or session; "" when anonymous
     token_refused: bool = False  # a ?token= that no active user holds
     route: dict[str, str] = field(default_factory=dict)
+    query: dict[str, list[str]] = field(default_factory=dict)  # blank values kept: "?after_seq=" is no number
     deadline: float | None = None
 
 
@@ -75,15 +76,18 @@ class WebsocketEntry:
             await WebsocketDenier()(scope, receive, send)
             return None
         consumer_class, kwargs = route
+        # A byte that is not UTF-8 (percent-encoded: daphne refuses a raw one with 400) reads as U+FFFD, so an
+        # unknown token or a bad number, refused as one.
+        query = parse_qs(scope.get("query_string", b"").decode(errors="replace"), keep_blank_values=True)
         deadline = asyncio.get_running_loop().time() + settings.CHAT_WS_ADMISSION_SECONDS
         try:
             async with asyncio.timeout_at(deadline):
-                handshake = await authenticated(scope)
+                handshake = await authenticated(scope, query)
         except (TimeoutError, DatabaseError) as error:
             logger.warning("socket refused, its user not found in time (%s)", type(error).__name__)
             await refuse_unavailable(receive, send)
             return None
-        handshake.route, handshake.deadline = kwargs, deadline
+        handshake.route, handshake.query, handshake.deadline = kwargs, query, deadline
         return consumer_class(handshake)
 
     def route(self, path: str) -> tuple[type, dict[str, str]] | None:
@@ -112,7 +116,7 @@ def user_for_token(key: str):
     return user if user is not None else AnonymousUser()
 
 
-async def authenticated(scope) -> Handshake:
+async def authenticated(scope, query: dict[str, list[str]]) -> Handshake:
     """The user of `?token=`, else the session cookie's, and the credential that authenticated them.
 
     A token in the URL is the credential the client chose, so it wins over a session cookie the browser sends
@@ -123,7 +127,7 @@ async def authenticated(scope) -> Handshake:
     nothing of it is lost on a websocket.
     """
     # The socket closes when its credential ends (chats.live.credentials).
-    keys = parse_qs(scope.get("query_string", b"").decode()).get("token")
+    keys = [key for key in query.get("token", ()) if key]
     if keys:
         user = await user_for_token(keys[0])
         if not user.is_authenticated:

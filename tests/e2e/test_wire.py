@@ -10,9 +10,11 @@ import http.client
 import json
 import socket
 import threading
+import uuid
 
 import pytest
 from django.conf import settings
+from rest_framework.authtoken.models import Token
 
 from chats.runtime.embedded import free_port
 from tests.api.support import assert_error
@@ -264,3 +266,34 @@ def test_a_body_of_json_nested_10_kb_deep_is_a_400_parse_error(client, make_clie
     assert_error(response, 400, "parse_error")
     response = make_client().post("/api/auth/register/", data=nested_json(10_000), content_type="application/json")
     assert_error(response, 400, "parse_error")
+
+
+def raw_handshake(port: int, target: bytes) -> tuple[bytes, bytes]:
+    """A websocket handshake for `target` sent as raw bytes, as no client library would send a byte that is not
+    ASCII; returns the HTTP status line and what follows the response's head (the first frames)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=RECV_TIMEOUT) as raw:
+        raw.sendall(b"GET " + target + b" HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\n"
+                    b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                    b"Sec-WebSocket-Version: 13\r\n\r\n" % port)
+        received = b""
+        while b"\r\n\r\n" not in received or len(received.partition(b"\r\n\r\n")[2]) < 4:
+            chunk = raw.recv(65536)
+            if not chunk:
+                break
+            received += chunk
+    head, _, frames = received.partition(b"\r\n\r\n")
+    return head.split(b"\r\n")[0], frames
+
+
+def test_a_query_string_with_bytes_that_are_not_utf8_is_refused_cleanly_through_daphne(web, ann):
+    """Raw, such a byte is refused by daphne itself (400); percent-encoded, it reads as U+FFFD: an unknown token
+    (close 4401 `invalid_token`) or a bad `after_seq` (4400), never a 500."""
+    token = Token.objects.create(user=ann).key
+    assert raw_handshake(web.port, b"/ws/chats/?token=\xff")[0] == b"HTTP/1.1 400 Bad Request"
+    status, frames = raw_handshake(web.port, b"/ws/chats/?token=%FF")
+    assert status.startswith(b"HTTP/1.1 101"), status
+    assert b'"invalid_token"' in frames
+    chat_path = b"/ws/chats/%s/?token=%s&after_seq=%%FF" % (str(uuid.uuid4()).encode(), token.encode())
+    status, frames = raw_handshake(web.port, chat_path)
+    assert status.startswith(b"HTTP/1.1 101"), status
+    assert b'"invalid_after_seq"' in frames

@@ -103,9 +103,8 @@ class WebsocketEntry:
 def user_for_token(key: str):
     """The active user holding this token, else AnonymousUser.
 
-    A socket keeps its user for as long as it is open, and uses only its id and username: the row is loaded
-    with those fields alone (the rest deferred), and without the Token instance, which `select_related`
-    would leave cached on the user (a few hundred bytes per open socket, for nothing).
+    Admission uses only the user's id, username and `is_active`: the row is loaded with those fields alone (the
+    rest deferred), and without the Token instance, which `select_related` would leave cached on the user.
     """
     user_model = get_user_model()
     user = (
